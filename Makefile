@@ -1,0 +1,30 @@
+# One-command entry points. Each target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: train a small ConvRNN on the embedded synthetic objects, then score it on synthetic V4/IT data.
+demo: $(STAMP)
+	$(PY) -m convrnn.demo
+
+## Every test that can run on this machine (slow ones included; gpu ones skip without CUDA), then ruff.
+test: $(STAMP)
+	WANDB_MODE=disabled $(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

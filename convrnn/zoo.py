@@ -1,0 +1,44 @@
+"""The model zoo: released architectures by their release names, each a YAML graph under configs/models/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from convrnn.graph.model import ConvRNN
+from convrnn.graph.spec import load_yaml_graph, resolve_graph
+
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+
+# Small, documented overrides for CPU demos and tests (not copies of the configs).
+SMALL = {"input_size": 64, "width_multiplier": 0.125, "num_classes": 10}
+
+
+def list_models() -> list[str]:
+    """Names of the registered architectures (the release's names, spec §9)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def model_config(name_or_path: str | Path, **overrides: Any) -> dict[str, Any]:
+    """The resolved graph config of a zoo name or a YAML path, with overrides applied."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise FileNotFoundError(f"model YAML not found: {path}")
+        raw = load_yaml_graph(path)
+        raw.setdefault("name", path.stem)
+    else:
+        known = list_models()
+        if str(name_or_path) not in known:
+            raise ValueError(f"unknown model {str(name_or_path)!r}; known models: {', '.join(known)}")
+        raw = load_yaml_graph(CONFIG_DIR / f"{name_or_path}.yaml")
+    return resolve_graph(raw, **overrides)
+
+
+def build_model(name_or_path: str | Path, **overrides: Any) -> ConvRNN:
+    """Build a zoo model by name, or any YAML graph by path.
+
+    Overrides: input_size, width_multiplier, times, image_off, num_classes, presentation ("default",
+    "constant" or "neural"), decoder, unroll ("biological" or "engineering"), blank, decoder_window_start.
+    """
+    return ConvRNN(model_config(name_or_path, **overrides))
