@@ -16,6 +16,8 @@ Frames = Callable[[int], torch.Tensor]
 def static_schedule(images: torch.Tensor, image_off: int | None, blank: float) -> Frames:
     """The image for steps < image_off, then the blank value (in normalised input space); None = constant."""
     blank_frame = torch.full((1, *images.shape[1:]), float(blank), dtype=images.dtype, device=images.device)
+    if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last):
+        blank_frame = blank_frame.contiguous(memory_format=torch.channels_last)
 
     def frame(t: int) -> torch.Tensor:
         return images if image_off is None or t < image_off else blank_frame

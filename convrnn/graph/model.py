@@ -125,7 +125,7 @@ class ConvRNN(nn.Module):
         """
         unroll = unroll or self.unroll
         frames, batch, times = self._frames(images, times, image_off, blank)
-        features = list(return_features or [])
+        features = list(dict.fromkeys(return_features or []))  # a layer asked for twice is recorded once
         unknown = [f for f in features if f not in self.nodes]
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown} in return_features; layers: {self.layer_names}")
@@ -168,7 +168,10 @@ class ConvRNN(nn.Module):
         channels, size = self._out_shapes[name]
         shape = (batch, channels) if name == self.output_name and self.nodes[name].fc is not None else (
             batch, channels, *size)
-        return like.new_zeros(shape)
+        zeros = like.new_zeros(shape)
+        if zeros.dim() == 4 and like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+            zeros = zeros.contiguous(memory_format=torch.channels_last)  # keep one layout: CPU convs need it
+        return zeros
 
     def _unroll_biological(self, frames, batch: int, times: int, features: list[str], optimize: bool):
         first = frames(0)

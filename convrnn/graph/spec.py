@@ -77,6 +77,17 @@ def _scale(channels: Any, width: float) -> Any:
     return channels
 
 
+def _rgc_memory_depth(preset: str | None) -> int | None:
+    """The RGC memory depth a cell config gets when it does not set one (preset value, else the class default)."""
+    import inspect
+
+    from convrnn.cells.rgc import PRESETS, ReciprocalGatedCell
+
+    if preset in PRESETS and "cell_depth" in PRESETS[preset]:
+        return PRESETS[preset]["cell_depth"]
+    return inspect.signature(ReciprocalGatedCell.__init__).parameters["cell_depth"].default
+
+
 def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """Validate a loaded graph, apply overrides and defaults, and return the resolved config."""
     source = raw.get("_source", "<dict>")
@@ -150,6 +161,9 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
                 elif width != 1.0:
                     section["channels"] = _scale(section.get("channels"), width)
         if node.get("cell") is not None and width != 1.0:
+            if node["cell"].get("type") == "rgc" and "cell_depth" not in node["cell"]:
+                # the memory depth usually comes from the preset (median: 64); scale it like every other depth
+                node["cell"]["cell_depth"] = _rgc_memory_depth(node["cell"].get("preset"))
             for key in ("out_channels", "cell_depth"):
                 if key in node["cell"]:
                     node["cell"][key] = _scale(node["cell"][key], width)
