@@ -39,7 +39,7 @@ class LSTMCell(RecurrentCell):
         c, h = state
         i, j, f, o = self.conv(torch.cat([input, h], dim=1)).chunk(4, dim=1)
         if self.norms is not None:
-            i, j, f, o = (norm(z) for norm, z in zip(self.norms[:4], (i, j, f, o)))
+            i, j, f, o = (norm(z) for norm, z in zip(self.norms[:4], (i, j, f, o), strict=True))
         f = f + self.forget_bias
         if self.peepholes:
             i, f, o = i + self.peep_i * c, f + self.peep_f * c, o + self.peep_o * c

@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         cell_activation="elu", out_activation="elu",
         tau_offset=1.0, tau_multiplier=-1.0, gate_offset=1.0, gate_multiplier=-1.0, tau_bias=0.0, gate_bias=0.0,
         input_to_cell=True, input_to_out=True, out_residual=False, residual_to_out_gate=True,
-        conv_bias=False, kernel_init="glorot_uniform", weight_decay=1e-4,
+        conv_bias=False, kernel_init="glorot_uniform", weight_decay=1e-4, clip_kernels="all",
     ),
     # spec §4.3 (median_rgcell_cfg) with the release's feedback override (§5): 1×1, full, identity, into U_h
     "median": dict(
@@ -114,7 +114,7 @@ class ReciprocalGatedCell(RecurrentCell):
         weight_decay: float = 2.034e-4,
         bias_decay: float = 0.0,
         layer_norm: bool = False,
-        clip_kernels: bool = True,
+        clip_kernels: str = "separable",
     ) -> None:
         super().__init__(in_channels, out_channels, spatial_size)
         if preset is not None:
@@ -144,10 +144,14 @@ class ReciprocalGatedCell(RecurrentCell):
         self.cell_activation = activation(cell_activation)
         self.out_activation = activation(out_activation)
         cell_tau_kernel = tau_kernel if cell_tau_kernel is None else cell_tau_kernel
-        clip = self.spatial_size if clip_kernels else None
+        if clip_kernels not in ("separable", "all", "none"):
+            raise ValueError(f"clip_kernels must be 'separable', 'all' or 'none', got {clip_kernels!r}")
         repeat = nn.ELU() if ds_repeat else None
 
         def conv(cin: int, cout: int, kernel: int, separable: bool, bias: bool = conv_bias) -> nn.Module:
+            # kernels larger than the map are clipped: separable ones in the median cell, all in rgc_shallow
+            clipped = clip_kernels == "all" or (clip_kernels == "separable" and separable and kernel > 1)
+            clip = self.spatial_size if clipped else None
             if separable and kernel > 1:
                 return SeparableConv2d(cin, cout, kernel, bias=bias, init=kernel_init, weight_decay=weight_decay,
                                        bias_decay=bias_decay, clip_to=clip, repeat_activation=repeat)

@@ -62,7 +62,7 @@ class Node(nn.Module):
         if cfg.get("pre") is not None:
             self.pre, self.pre_activation = _conv_from_config(channels, cfg["pre"])
             size = tuple(conv_output_size(s, k, self.pre.stride, self.pre.padding)
-                         for s, k in zip(size, self.pre.kernel_size))
+                         for s, k in zip(size, self.pre.kernel_size, strict=True))
             channels = int(cfg["pre"]["channels"])
         self._check_size(size, where)
         self.cell_size = size
@@ -160,4 +160,4 @@ class Node(nn.Module):
 
 
 def _takes_feedback(kind: str) -> bool:
-    return CELLS[kind].handles_feedback
+    return kind in CELLS and CELLS[kind].handles_feedback  # an unknown kind is reported by build_cell

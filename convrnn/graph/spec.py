@@ -57,7 +57,7 @@ def load_yaml_graph(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     parent = data.pop("extends", None)
     if parent is not None:
         data = deep_merge(load_yaml_graph(path.parent / parent, (*_seen, path)), data)
-    data.setdefault("_source", str(path))
+    data["_source"] = str(path)  # errors name the file being built, not the root of its `extends` chain
     return data
 
 
