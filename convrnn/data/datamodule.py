@@ -1,0 +1,687 @@
+"""``ShardDataModule``: webdataset shards -> (images, labels) batches for Lightning, DDP-safe.
+
+Training reads *resampled* shards: each worker draws shards with replacement, seeded by seed, rank and
+worker. It runs a shuffle buffer, then decode + RandomResizedCrop + flip + normalise, and batches. This is
+``wds.WebDataset(urls, resampled=True)`` written out as a ``wds.DataPipeline``, so that the shard draw and
+the shuffle buffer are seeded (WebDataset seeds both from pid and time). Every rank gets exactly
+``ceil(train_samples_per_epoch / world_size)`` samples per epoch, in ``ceil(that / batch_size)`` batches
+(the last one may be short). So all ranks run the same number of steps, and no rank runs dry. The
+loader's iterator lives across epochs: an epoch is the next slice of an endless stream, and the shuffle
+buffer never restarts cold.
+
+Validation is exact. Shards are not resampled; they are split by rank (``rank::world_size``), then by
+worker, so every sample is seen exactly once across all ranks. The expected count comes from
+``dataset.json`` (or from the tar headers). :class:`ValSampleCountCheck` checks it after each
+validation epoch. With fewer val shards than ``world_size * num_workers``, some worker would get nothing
+and DDP validation could hang, so :meth:`ShardDataModule.setup` refuses that with a clear message.
+
+Samples whose image cannot be decoded are skipped, counted in a counter shared by all workers
+(``train_corrupt_count`` / ``val_corrupt_count``) and logged. A missing, empty or unreadable shard, or an
+empty shard list, is an error that names the path.
+
+Speed (see ``benchmarks/data.py``):
+
+- reduced-size decoding (``draft_decode=True``, the default) decodes a JPEG at 1/4 or 1/8 scale when the
+  crop is at least that many times the output size (:mod:`convrnn.data.transforms`);
+- images stay uint8 until the batch is stacked. With ``normalize_on_device`` (the default when the
+  trainer is on a GPU) they reach the device as uint8 and are normalised there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import multiprocessing as mp
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, get_worker_info
+
+from convrnn.data.shards import INDEX_NAME, count_tar_samples, read_index, split_shard_paths
+from convrnn.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CorruptSampleError,
+    Normalize,
+    TrainTransform,
+    ValTransform,
+    default_val_resize,
+)
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list[str]]
+
+
+# ------------------------------------------------------------------------------------- shard lists
+@dataclass
+class ShardList:
+    """Resolved shard URLs with their per-shard sample counts (None if unknown) and class names."""
+
+    spec: str
+    urls: list[str]
+    counts: list[int] | None
+    classes: list[str] | None
+
+    @property
+    def num_samples(self) -> int | None:
+        return sum(self.counts) if self.counts is not None else None
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url and not url.startswith("pipe:")
+
+
+def _check_readable(path: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"shard not found: {path}")
+    if p.stat().st_size == 0:
+        raise ValueError(f"shard is empty (0 bytes): {path}")
+    try:
+        with open(p, "rb") as f:
+            f.read(512)
+    except OSError as exn:
+        raise OSError(f"shard not readable: {path}: {exn}") from exn
+
+
+def resolve_shards(spec: str, split: str) -> ShardList:
+    """Turn ``spec`` into a list of shards.
+
+    ``spec`` may be a directory holding ``dataset.json``, the ``dataset.json`` file, or a webdataset URL
+    pattern (``dir/name-{000000..000009}.tar``, several joined by ``::``). Local shards must exist and be
+    non-empty. Counts come from a ``dataset.json`` beside the shards, else from the tar headers.
+    """
+    if not spec or not str(spec).strip():
+        raise ValueError(f"empty shard list for {split!r}: got {spec!r}")
+    spec = os.path.expanduser(str(spec))
+    p = Path(spec)
+    if p.is_dir() or p.name == INDEX_NAME:
+        index_dir = p if p.is_dir() else p.parent
+        if not (index_dir / INDEX_NAME).is_file():
+            raise FileNotFoundError(
+                f"{index_dir / INDEX_NAME} not found: pass a directory written by scripts/make_shards.py "
+                "or scripts/make_synthetic.py, or a brace pattern such as "
+                "'dir/imagenet-train-{000000..000146}.tar'"
+            )
+        index = read_index(index_dir)
+        urls, counts = split_shard_paths(index_dir, index, split)
+        if not urls:
+            raise ValueError(f"empty shard list: {index_dir / INDEX_NAME} lists no shards for {split!r}")
+        for u in urls:
+            _check_readable(u)
+        return ShardList(spec, urls, counts, index.get("classes"))
+    urls = wds.shardlists.expand_urls(spec)
+    if not urls:
+        raise ValueError(f"empty shard list: {spec!r} expands to no shards")
+    if not all(_is_local(u) for u in urls):
+        return ShardList(spec, urls, None, None)
+    for u in urls:
+        _check_readable(u)
+    counts, classes = _counts_from_indexes(urls)
+    return ShardList(spec, urls, counts, classes)
+
+
+def _counts_from_indexes(urls: Sequence[str]) -> tuple[list[int], list[str] | None]:
+    by_dir: dict[Path, dict[str, int]] = {}
+    classes = None
+    counts = []
+    for u in urls:
+        d = Path(u).parent
+        if d not in by_dir:
+            by_dir[d] = {}
+            if (d / INDEX_NAME).is_file():
+                try:
+                    index = read_index(d)
+                except (ValueError, OSError):
+                    index = {}
+                classes = classes or index.get("classes")
+                for sp in index.get("splits", {}).values():
+                    for sh in sp["shards"]:
+                        by_dir[d][sh["name"]] = int(sh["num_samples"])
+        n = by_dir[d].get(Path(u).name)
+        counts.append(n if n is not None else count_tar_samples(u))
+    return counts, classes
+
+
+# ------------------------------------------------------------------------------- rank / worker info
+def resolve_world(rank: int | None = None, world_size: int | None = None, trainer: Any = None) -> tuple[int, int]:
+    """(rank, world_size): explicit values, else the trainer's, else torch.distributed, else env vars."""
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise ValueError("pass both rank and world_size, or neither")
+        r, w = int(rank), int(world_size)
+    elif trainer is not None:
+        r, w = int(trainer.global_rank), int(trainer.world_size)
+    elif torch.distributed.is_available() and torch.distributed.is_initialized():
+        r, w = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    elif "WORLD_SIZE" in os.environ:
+        w = int(os.environ["WORLD_SIZE"])
+        r = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    else:
+        r, w = 0, 1
+    if not (w >= 1 and 0 <= r < w):
+        raise ValueError(f"invalid rank {r} for world size {w}")
+    return r, w
+
+
+def _worker_id() -> tuple[int, int]:
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+def _split_by_node(src: Iterator, rank: int, world_size: int) -> Iterator:
+    """Shard-level split across ranks (``rank::world_size``) with an explicit rank, picklable."""
+    yield from islice(src, rank, None, world_size)
+
+
+def _resample_seed(rank: int) -> int:
+    return rank * 1000 + _worker_id()[0]
+
+
+def _seeded_shuffle(src: Iterator, bufsize: int, initial: int, seed: int, rank: int) -> Iterator:
+    """Sample shuffle buffer with a reproducible per-(seed, rank, worker) RNG (webdataset's uses pid + time).
+
+    Like webdataset's: starts yielding once ``initial`` samples are buffered and grows to ``bufsize`` by
+    reading two samples per sample yielded.
+    """
+    rng = random.Random(f"convrnn-shuffle-{seed}-{rank}-{_worker_id()[0]}")
+    it = iter(src)
+    buf: list = []
+    initial = min(initial, bufsize)
+    end = object()
+    for sample in it:
+        buf.append(sample)
+        if len(buf) < bufsize:
+            extra = next(it, end)
+            if extra is not end:
+                buf.append(extra)
+        if len(buf) >= initial:
+            k = rng.randrange(len(buf))
+            buf[k], buf[-1] = buf[-1], buf[k]
+            yield buf.pop()
+    rng.shuffle(buf)
+    yield from buf
+
+
+def _collate(samples: list[tuple[torch.Tensor, int, str]], normalize: Normalize | None, with_keys: bool) -> Batch:
+    """Stack (uint8) images and labels; normalise the whole batch at once (cheaper than per image)."""
+    images = torch.stack([s[0] for s in samples])
+    if normalize is not None:
+        images = normalize(images)
+    labels = torch.tensor([s[1] for s in samples], dtype=torch.long)
+    if with_keys:
+        return images, labels, [s[2] for s in samples]
+    return images, labels
+
+
+# ------------------------------------------------------------------------------------ corrupt samples
+class CorruptSampleCounter:
+    """webdataset exception handler: skip, count and log undecodable samples; re-raise anything else.
+
+    The count lives in shared memory, so increments made in DataLoader worker processes are visible in
+    the main process. Create it after any process spawn (the DataModule does so in ``setup``).
+    """
+
+    def __init__(self, name: str, log_first: int = 20) -> None:
+        self.name = name
+        self.log_first = log_first
+        self._count = mp.get_context("spawn").Value("q", 0)
+
+    @property
+    def value(self) -> int:
+        return int(self._count.value)
+
+    def __call__(self, exn: BaseException) -> bool:
+        if not isinstance(exn, CorruptSampleError):
+            raise exn
+        with self._count.get_lock():
+            self._count.value += 1
+            n = self._count.value
+        if n <= self.log_first or n % 1000 == 0:
+            log.warning("%s: skipped corrupt sample #%d: %s", self.name, n, exn)
+        return True
+
+
+# ------------------------------------------------------------------------------------------ loaders
+class EpochLoader:
+    """An endless batch stream cut into epochs of exactly ``num_samples`` samples (last batch truncated).
+
+    ``len()`` is the number of batches per epoch, so Lightning knows the epoch length and every rank runs
+    the same number of steps.
+    """
+
+    def __init__(self, loader: DataLoader, num_samples: int, batch_size: int) -> None:
+        self.loader = loader
+        self.num_samples = int(num_samples)
+        self.batch_size = int(batch_size)
+        self._it: Iterator | None = None
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def close(self) -> None:
+        """Stop the worker processes now (they also stop when this object is garbage-collected)."""
+        _shutdown(self.loader, self._it)
+        self._it = None
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self._it is None:
+            self._it = iter(self.loader)
+        remaining = self.num_samples
+        while remaining > 0:
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                raise RuntimeError("the resampled training stream ended; this should not happen") from None
+            n = len(batch[1])
+            if n > remaining:
+                batch = tuple(x[:remaining] for x in batch)
+                n = remaining
+            remaining -= n
+            yield batch
+
+
+class SizedLoader:
+    """A finite loader with a known number of batches (``len``), for exact validation.
+
+    With ``num_batches=None`` (unknown), ``len()`` raises TypeError, which Lightning reads as "unsized".
+    """
+
+    def __init__(self, loader: DataLoader, num_batches: int | None) -> None:
+        self.loader = loader
+        self.num_batches = None if num_batches is None else int(num_batches)
+
+    def __len__(self) -> int:
+        if self.num_batches is None:
+            raise TypeError("number of validation batches unknown (shards without a size index)")
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.loader)
+
+    def close(self) -> None:
+        """Stop persistent worker processes now."""
+        _shutdown(self.loader, None)
+
+
+def _shutdown(loader: DataLoader, it: Any) -> None:
+    """Shut down a DataLoader's workers deterministically (its persistent iterator and/or ``it``)."""
+    for i in (it, getattr(loader, "_iterator", None)):
+        stop = getattr(i, "_shutdown_workers", None)
+        if stop is not None:
+            stop()
+    if getattr(loader, "_iterator", None) is not None:
+        loader._iterator = None
+
+
+def build_train_pipeline(
+    urls: Sequence[str],
+    transform: Callable,
+    batch_size: int,
+    shuffle_buffer: int,
+    seed: int,
+    rank: int,
+    handler: Callable[[BaseException], bool],
+    with_keys: bool = False,
+    normalize: Normalize | None = None,
+) -> wds.DataPipeline:
+    """Per-worker training pipeline: resampled shards -> samples -> shuffle -> transform -> full batches."""
+    return wds.DataPipeline(
+        wds.ResampledShards(list(urls), seed=seed, worker_seed=partial(_resample_seed, rank), deterministic=True),
+        wds.tarfile_to_samples(),
+        partial(
+            _seeded_shuffle,
+            bufsize=max(1, shuffle_buffer),
+            initial=max(1, min(shuffle_buffer, 1000)),
+            seed=seed,
+            rank=rank,
+        ),
+        wds.map(transform, handler=handler),
+        wds.batched(
+            batch_size,
+            collation_fn=partial(_collate, normalize=normalize, with_keys=with_keys),
+            partial=False,
+        ),
+    )
+
+
+def build_val_pipeline(
+    urls: Sequence[str],
+    transform: Callable,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    handler: Callable[[BaseException], bool],
+    with_keys: bool = False,
+    normalize: Normalize | None = None,
+) -> wds.DataPipeline:
+    """Per-worker validation pipeline: this rank's and worker's shards, in order, each sample once."""
+    return wds.DataPipeline(
+        wds.SimpleShardList(list(urls)),
+        partial(_split_by_node, rank=rank, world_size=world_size),
+        wds.split_by_worker,
+        wds.tarfile_to_samples(),
+        wds.map(transform, handler=handler),
+        wds.batched(batch_size, collation_fn=partial(_collate, normalize=normalize, with_keys=with_keys), partial=True),
+    )
+
+
+def val_batches_per_rank(counts: Sequence[int], batch_size: int, rank: int, world_size: int, num_workers: int) -> int:
+    """Exact number of val batches a rank yields: per worker, ceil(its samples / batch_size), summed."""
+    mine = list(counts)[rank::world_size]
+    nw = max(1, num_workers)
+    return sum(math.ceil(sum(mine[w::nw]) / batch_size) for w in range(nw))
+
+
+# ----------------------------------------------------------------------------------------- the module
+class ShardDataModule(pl.LightningDataModule):
+    """ImageNet-style training/validation from webdataset shards (see the module doc for the guarantees).
+
+    Args:
+        train_shards: directory with ``dataset.json``, or a brace pattern; None disables training data.
+        val_shards: same, for validation ("val" split of a ``dataset.json``).
+        batch_size: per-rank batch size.
+        num_workers: DataLoader workers per rank (training and validation).
+        image_size: output side length.
+        train_samples_per_epoch: samples per epoch over all ranks (default: the train split size).
+        shuffle_buffer: per-worker shuffle buffer of raw samples (training); memory ~ buffer x mean JPEG size.
+        val_resize: shorter side before the val centre crop (default: round(image_size * 256 / 224)).
+        mean, std: normalisation, in [0, 1] units (ImageNet's by default).
+        draft_decode: decode JPEGs at reduced size when the crop allows it (faster, near-identical result).
+        min_scale: lower bound of RandomResizedCrop's area fraction (0.08 for ImageNet).
+        seed: seeds shard resampling and shuffling (with rank and worker).
+        val_batch_size: default: batch_size.
+        rank, world_size: override the automatic detection (trainer, torch.distributed, env RANK/WORLD_SIZE).
+        return_keys: batches are (images, labels, keys) instead of (images, labels).
+        pin_memory: default: when CUDA is available.
+        normalize_on_device: the loaders yield uint8 images, normalised by :meth:`on_after_batch_transfer`
+            once the batch is on the device: 4x less worker-to-main traffic and no float work on the CPU.
+            Default (None): on when the trainer runs on an accelerator, off otherwise (and off outside a
+            trainer). Outside Lightning with it on, call :meth:`normalize_batch` yourself.
+    """
+
+    def __init__(
+        self,
+        train_shards: str | None = None,
+        val_shards: str | None = None,
+        batch_size: int = 256,
+        num_workers: int = 8,
+        image_size: int = 224,
+        train_samples_per_epoch: int | None = None,
+        shuffle_buffer: int = 2000,
+        val_resize: int | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        draft_decode: bool = True,
+        min_scale: float = 0.08,
+        seed: int = 0,
+        val_batch_size: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        return_keys: bool = False,
+        pin_memory: bool | None = None,
+        normalize_on_device: bool | None = None,
+    ) -> None:
+        super().__init__()
+        # Pass our frame (never bound to a local): Lightning's own frame lookup leaves a frame cycle that
+        # keeps this module, and its DataLoader workers, alive until the cyclic GC. That GC's finalisation
+        # order can then stall the worker shutdown for 5 s per worker.
+        self.save_hyperparameters(frame=inspect.currentframe())
+        if batch_size < 1 or num_workers < 0 or image_size < 1:
+            raise ValueError("need batch_size >= 1, num_workers >= 0, image_size >= 1")
+        self.train_shards = train_shards
+        self.val_shards = val_shards
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.image_size = int(image_size)
+        self._train_samples_arg = train_samples_per_epoch
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.val_resize = int(val_resize) if val_resize is not None else default_val_resize(self.image_size)
+        if self.val_resize < self.image_size:
+            raise ValueError(f"val_resize ({self.val_resize}) must be >= image_size ({self.image_size})")
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.draft_decode = bool(draft_decode)
+        self.min_scale = float(min_scale)
+        self.seed = int(seed)
+        self._rank_arg, self._world_arg = rank, world_size
+        self.return_keys = bool(return_keys)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self._normalize_on_device_arg = normalize_on_device
+        self.normalize = Normalize(self.mean, self.std)
+        self.rank, self.world_size = 0, 1
+        self.train_list: ShardList | None = None
+        self.val_list: ShardList | None = None
+        self.train_counter: CorruptSampleCounter | None = None
+        self.val_counter: CorruptSampleCounter | None = None
+        self._train_loader: EpochLoader | None = None
+        self._val_loader: SizedLoader | None = None
+
+    # ---------------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        """Resolve rank/world size and the shard lists; fail fast on missing shards or too few val shards."""
+        trainer = self.trainer
+        self.rank, self.world_size = resolve_world(self._rank_arg, self._world_arg, trainer)
+        if stage in (None, "fit") and self.train_shards is not None and self.train_list is None:
+            self.train_list = resolve_shards(self.train_shards, "train")
+            self.train_counter = CorruptSampleCounter("train")
+        if stage in (None, "fit", "validate") and self.val_shards is not None and self.val_list is None:
+            self.val_list = resolve_shards(self.val_shards, "val")
+            self.val_counter = CorruptSampleCounter("val")
+        if self.val_list is not None:
+            self.check_val_sharding()
+
+    def check_val_sharding(self) -> None:
+        """Raise if some (rank, worker) would get no val shard: DDP validation would hang or miscount."""
+        assert self.val_list is not None
+        n, nw = len(self.val_list.urls), max(1, self.num_workers)
+        if n < self.world_size * nw:
+            raise ValueError(
+                f"validation needs at least world_size x num_workers = {self.world_size} x {nw} = "
+                f"{self.world_size * nw} shards, but {self.val_list.spec} has {n}. Otherwise some worker "
+                "gets no shard and DDP validation hangs. Write more, smaller val shards "
+                "(make_shards.py --shard-size) or lower num_workers."
+            )
+        if n % (self.world_size * nw):
+            log.info(
+                "%d val shards over %d ranks x %d workers: ranks see different numbers of val batches; "
+                "log val metrics with on_epoch=True, sync_dist=True (not per step)",
+                n,
+                self.world_size,
+                nw,
+            )
+
+    # ------------------------------------------------------------------------------------ properties
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names from ``dataset.json`` (None when shards were given without an index)."""
+        for sl in (self.train_list, self.val_list):
+            if sl is not None and sl.classes is not None:
+                return list(sl.classes)
+        return None
+
+    @property
+    def num_classes(self) -> int | None:
+        c = self.classes
+        return len(c) if c is not None else None
+
+    @property
+    def train_samples_per_epoch(self) -> int:
+        """Samples per epoch over all ranks: the argument, else the train split size."""
+        if self._train_samples_arg is not None:
+            return int(self._train_samples_arg)
+        if self.train_list is None or self.train_list.num_samples is None:
+            raise ValueError("train_samples_per_epoch is unknown: pass it (remote shards have no local index)")
+        return self.train_list.num_samples
+
+    @property
+    def train_samples_per_rank(self) -> int:
+        return math.ceil(self.train_samples_per_epoch / self.world_size)
+
+    @property
+    def val_num_samples(self) -> int | None:
+        """Total validation samples over all ranks (None if unknown)."""
+        return self.val_list.num_samples if self.val_list is not None else None
+
+    @property
+    def train_corrupt_count(self) -> int:
+        return self.train_counter.value if self.train_counter is not None else 0
+
+    @property
+    def val_corrupt_count(self) -> int:
+        return self.val_counter.value if self.val_counter is not None else 0
+
+    # --------------------------------------------------------------------------------------- loaders
+    def _require(self, which: str) -> ShardList:
+        sl = self.train_list if which == "train" else self.val_list
+        if sl is None:
+            stage = "fit" if which == "train" else "validate"
+            if (self.train_shards if which == "train" else self.val_shards) is None:
+                raise ValueError(f"no {which}_shards configured")
+            self.setup(stage)
+            sl = self.train_list if which == "train" else self.val_list
+        assert sl is not None
+        return sl
+
+    def _dataloader(self, dataset: wds.DataPipeline, persistent: bool) -> DataLoader:
+        nw = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            num_workers=nw,
+            pin_memory=self.pin_memory,
+            persistent_workers=persistent and nw > 0,
+            prefetch_factor=4 if nw > 0 else None,
+        )
+
+    def train_dataloader(self) -> EpochLoader:
+        sl = self._require("train")
+        assert self.train_counter is not None
+        transform = TrainTransform(
+            self.image_size, scale=(self.min_scale, 1.0), draft=self.draft_decode, normalize=False
+        )
+        ds = build_train_pipeline(
+            sl.urls,
+            transform,
+            self.batch_size,
+            self.shuffle_buffer,
+            self.seed,
+            self.rank,
+            self.train_counter,
+            self.return_keys,
+            None if self.normalize_on_device else self.normalize,
+        )
+        self._train_loader = EpochLoader(
+            self._dataloader(ds, persistent=True), self.train_samples_per_rank, self.batch_size
+        )
+        return self._train_loader
+
+    def val_dataloader(self) -> SizedLoader:
+        sl = self._require("val")
+        assert self.val_counter is not None
+        self.check_val_sharding()
+        transform = ValTransform(self.image_size, self.val_resize, draft=self.draft_decode, normalize=False)
+        ds = build_val_pipeline(
+            sl.urls,
+            transform,
+            self.val_batch_size,
+            self.rank,
+            self.world_size,
+            self.val_counter,
+            self.return_keys,
+            None if self.normalize_on_device else self.normalize,
+        )
+        nb = None  # remote shards without an index: length unknown, iterate to the end
+        if sl.counts is not None:
+            nb = val_batches_per_rank(sl.counts, self.val_batch_size, self.rank, self.world_size, self.num_workers)
+        self._val_loader = SizedLoader(self._dataloader(ds, persistent=True), nb)
+        return self._val_loader
+
+    @property
+    def normalize_on_device(self) -> bool:
+        """The argument if given, else True when training on an accelerator (not on the CPU)."""
+        if self._normalize_on_device_arg is not None:
+            return bool(self._normalize_on_device_arg)
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type != "cpu"
+
+    def normalize_batch(self, batch: Batch) -> Batch:
+        """Normalise a batch's uint8 images (a no-op for float images)."""
+        if batch[0].dtype == torch.uint8:
+            return (self.normalize(batch[0]), *batch[1:])  # type: ignore[return-value]
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise uint8 images (``normalize_on_device``) on the device the batch was moved to."""
+        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+            return self.normalize_batch(batch)
+        return batch
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Stop the DataLoader worker processes of the loaders this module made."""
+        for loader in (self._train_loader, self._val_loader):
+            if loader is not None:
+                loader.close()
+        self._train_loader = self._val_loader = None
+
+
+# -------------------------------------------------------------------------------------- the callback
+class ValSampleCountCheck(pl.Callback):
+    """After each full validation epoch, check that seen + skipped-corrupt samples, summed over ranks, equals
+    the val split size; raise (``strict``) or warn otherwise. Skipped during the sanity check and when
+    ``limit_val_batches`` truncates validation."""
+
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
+        self.seen = 0
+        self._corrupt0 = 0
+        self.last_total: int | None = None
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seen = 0
+        dm = trainer.datamodule
+        self._corrupt0 = dm.val_corrupt_count if isinstance(dm, ShardDataModule) else 0
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.seen += len(batch[1])
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = trainer.datamodule
+        if trainer.sanity_checking or not isinstance(dm, ShardDataModule) or dm.val_num_samples is None:
+            return
+        limit = trainer.limit_val_batches
+        if not (limit is None or (isinstance(limit, float) and limit == 1.0)):
+            return
+        corrupt = dm.val_corrupt_count - self._corrupt0
+        t = torch.tensor([self.seen, corrupt], dtype=torch.long, device=pl_module.device)
+        total_seen, total_corrupt = (int(v) for v in trainer.strategy.reduce(t, reduce_op="sum"))
+        self.last_total = total_seen + total_corrupt
+        expected = dm.val_num_samples
+        if self.last_total != expected:
+            msg = (
+                f"validation saw {total_seen} samples (+{total_corrupt} corrupt skipped) over "
+                f"{trainer.world_size} rank(s), but the val set has {expected}"
+            )
+            if self.strict:
+                raise RuntimeError(msg)
+            log.warning(msg)

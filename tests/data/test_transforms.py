@@ -1,0 +1,139 @@
+"""Decode + augment: checked against torchvision's transforms on a full decode (the independent reference)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from convrnn.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CorruptSampleError,
+    TrainTransform,
+    ValTransform,
+    decode_resized_crop,
+    draft_factor,
+    random_resized_crop_params,
+    worth_drafting,
+)
+
+# torchvision 0.29 deprecates its JPEG decoder (our optional fast path; PIL takes over once it is gone)
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).numpy().astype(np.float32)
+
+
+def test_crop_params_follow_torchvision_distribution() -> None:
+    w, h, n = 400, 300, 4000
+    rng = random.Random(0)
+    ours = np.array([random_resized_crop_params(w, h, rng=rng) for _ in range(n)], dtype=float)
+    torch.manual_seed(0)
+    ref = np.array(
+        [v2.RandomResizedCrop.get_params(torch.empty(3, h, w), (0.08, 1.0), (3 / 4, 4 / 3)) for _ in range(n)]
+    )
+    for boxes in (ours, ref):
+        top, left, bh, bw = boxes.T
+        assert (top >= 0).all() and (left >= 0).all() and (top + bh <= h).all() and (left + bw <= w).all()
+    for col in range(4):  # same distribution: means agree within a few standard errors
+        se = np.sqrt(ours[:, col].var() / n + ref[:, col].var() / n)
+        assert abs(ours[:, col].mean() - ref[:, col].mean()) < 4 * se, col
+    area = ours[:, 2] * ours[:, 3] / (w * h)
+    assert area.min() >= 0.08 - 0.01 and area.max() <= 1.0
+    for fw, fh in ((1000, 10), (10, 1000)):  # every try fails -> the same fallback centre crop as torchvision
+        expected = v2.RandomResizedCrop.get_params(torch.empty(3, fh, fw), (0.08, 1.0), (3 / 4, 4 / 3))
+        assert random_resized_crop_params(fw, fh) == tuple(expected)
+
+
+def test_full_decode_crop_equals_torchvision(photo: tuple[bytes, Image.Image]) -> None:
+    data, full = photo
+    rng = random.Random(1)
+    for _ in range(10):
+        top, left, h, w = random_resized_crop_params(640, 480, rng=rng)
+        ref = np.asarray(TF.resized_crop(full, top, left, h, w, [64, 64], antialias=True), dtype=np.float32)
+        ours = _hwc(decode_resized_crop(data, (top, left, h, w), 64, draft=False))
+        assert np.abs(ours - ref).mean() < 0.5 and np.abs(ours - ref).max() <= 2
+
+
+def test_reduced_size_decode_matches_full_decode(photo: tuple[bytes, Image.Image]) -> None:
+    data, full = photo
+    rng = random.Random(2)
+    factors = []
+    for _ in range(30):
+        top, left, h, w = random_resized_crop_params(640, 480, rng=rng)
+        factors.append(draft_factor(w, h, 64, 64))
+        ref = np.asarray(TF.resized_crop(full, top, left, h, w, [64, 64], antialias=True), dtype=np.float32)
+        ours = _hwc(decode_resized_crop(data, (top, left, h, w), 64, draft=True))
+        # DCT-domain downscaling is not bilinear filtering, but the crops agree to ~1 grey level
+        assert np.abs(ours - ref).mean() < 2.5, (top, left, h, w)
+    assert sum(worth_drafting(f) for f in factors) >= 10  # the reduced decode was actually exercised
+
+
+def test_val_transform_equals_torchvision_pipeline(photo: tuple[bytes, Image.Image]) -> None:
+    data, full = photo
+    sample = {"__key__": "k", "jpg": data, "cls": b"3"}
+    for size, draft, tol in ((64, False, 0.002), (64, True, 0.05), (112, True, 0.05)):
+        vt = ValTransform(size, draft=draft)
+        assert vt.resize == round(size * 256 / 224)
+        ref = v2.Compose(
+            [
+                v2.Resize(vt.resize, antialias=True),
+                v2.CenterCrop(size),
+                v2.PILToTensor(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )(full)
+        img, label, key = vt(sample)
+        assert img.dtype == torch.float32 and img.shape == (3, size, size) and img.is_contiguous()
+        assert (label, key) == (3, "k")
+        assert (img - ref).abs().mean() < tol, (size, draft)
+
+
+def test_train_transform_output_and_flip(photo: tuple[bytes, Image.Image]) -> None:
+    data, _ = photo
+    sample = {"__key__": "k", "jpg": data, "cls": b"7"}
+    t = TrainTransform(32, scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3), flip_p=0.0, rng=random.Random(0))
+    img, label, _ = t(sample)
+    assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and label == 7
+    raw = img * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    assert raw.min() > -1e-4 and raw.max() < 1 + 1e-4  # normalised with ImageNet mean/std
+    flipped, _, _ = TrainTransform(32, scale=(1.0, 1.0), ratio=(4 / 3, 4 / 3), flip_p=1.0, rng=random.Random(0))(sample)
+    assert torch.allclose(flipped, img.flip(-1))
+
+
+def test_corrupt_bytes_raise_corrupt_sample_error(photo: tuple[bytes, Image.Image]) -> None:
+    data, _ = photo
+    vt = ValTransform(32)
+    for bad in (data[: len(data) // 3], b"not an image", b""):
+        with pytest.raises(CorruptSampleError):
+            vt({"__key__": "k", "jpg": bad, "cls": b"1"})
+    with pytest.raises(CorruptSampleError):
+        vt({"__key__": "k", "jpg": data, "cls": b"x"})
+    with pytest.raises(CorruptSampleError):
+        vt({"__key__": "k", "cls": b"1"})
+
+
+def test_draft_only_when_cheaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convrnn.data.transforms as T
+
+    assert [worth_drafting(f) for f in (1, 2, 4, 8)] == [False, T._decode_jpeg is None, True, True]
+    monkeypatch.setattr(T, "_decode_jpeg", None)  # PIL only: every reduction pays off
+    assert [worth_drafting(f) for f in (1, 2, 4, 8)] == [False, True, True, True]
+
+
+def test_pil_and_torchvision_decoders_agree(photo: tuple[bytes, Image.Image], monkeypatch: pytest.MonkeyPatch) -> None:
+    import convrnn.data.transforms as T
+
+    data, _ = photo
+    box = (37, 51, 300, 280)
+    fast = decode_resized_crop(data, box, 48, draft=False)
+    monkeypatch.setattr(T, "_decode_jpeg", None)
+    assert torch.equal(decode_resized_crop(data, box, 48, draft=False), fast)
