@@ -173,12 +173,23 @@ class ConvRNN(nn.Module):
             zeros = zeros.contiguous(memory_format=torch.channels_last)  # keep one layout: CPU convs need it
         return zeros
 
+    def _initial_states(self, batch: int, like: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Zero states in the input's layout (mixing NCHW and channels_last makes every op copy)."""
+        channels_last = like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
+        states = {}
+        for name, node in self.nodes.items():
+            state = node.initial_state(batch, like.device, like.dtype)
+            if channels_last:
+                state = tuple(s.contiguous(memory_format=torch.channels_last) if s.dim() == 4 else s for s in state)
+            states[name] = state
+        return states
+
     def _unroll_biological(self, frames, batch: int, times: int, features: list[str], optimize: bool):
         first = frames(0)
         base_batch = 1 if optimize else batch
         targets = [self.output_name, *features]
         last_needed = self.last_needed_steps(times, targets) if optimize else {n: times - 1 for n in self.nodes}
-        states = {n: node.initial_state(base_batch, first.device, first.dtype) for n, node in self.nodes.items()}
+        states = self._initial_states(base_batch, first)
         previous: dict[str, torch.Tensor] = {}
         logits, recorded = [], {f: [] for f in features}
         for t in range(times):
@@ -214,7 +225,7 @@ class ConvRNN(nn.Module):
 
     def _unroll_engineering(self, frames, batch: int, times: int, features: list[str]):
         first = frames(0)
-        states = {n: node.initial_state(batch, first.device, first.dtype) for n, node in self.nodes.items()}
+        states = self._initial_states(batch, first)
         previous: dict[str, torch.Tensor] = {}
         logits, recorded = [], {f: [] for f in features}
         for t in range(times):
