@@ -1,0 +1,206 @@
+"""Model features for neural fits, streamed to disk one batch at a time.
+
+Each (layer, step) becomes one ``.npy`` file ``[n_stimuli, n_features]`` that ``MemmapFeatures`` opens with mmap, so
+memory stays bounded by one batch of one model run, never by all layers x steps x stimuli. Files are written
+under a temporary name (``step_<t>.npy.partial``) and renamed when complete, and ``stimulus_ids.txt`` is written
+last, so an interrupted run never leaves a truncated array that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.lib.format import open_memmap
+from tqdm.auto import tqdm
+
+from convrnn.graph.model import ConvRNN
+from convrnn.neural.scoring import MemmapFeatures
+from convrnn.neural.stimuli import load_image as _load_pil
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "extract_features", "fit_pca", "image_batches", "load_image",
+           "torch_threads"]
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PCA = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def load_image(path: str | os.PathLike, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """An image (a file, or ``"<zip>::<member>"`` from ``load_stimulus_set``) -> normalised ``[3, size, size]``.
+
+    Resized with bilinear filtering (a no-op at the native size) and normalised like the training input
+    (per-channel ``(x - mean) / std`` on [0, 1] pixels).
+    """
+    img = _load_pil(str(path))
+    if img.size != (size, size):
+        img = img.resize((size, size), resample=2)  # PIL.Image.BILINEAR
+    array = np.asarray(img, dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def image_batches(paths: Sequence[str | os.PathLike], size: int, batch_size: int,
+                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+                  ) -> Iterator[torch.Tensor]:
+    """Consecutive batches ``[B, 3, size, size]`` of :func:`load_image` results, in ``paths`` order."""
+    for start in range(0, len(paths), batch_size):
+        yield torch.stack([load_image(p, size, mean, std) for p in paths[start:start + batch_size]])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` intra-op threads (None: leave torch's setting), restoring the old value after.
+
+    Why: the models' convolutions are small (tens of microseconds at demo sizes), so OpenMP barriers dominate;
+    on a busy 2-core machine 2 threads were 15x slower than 1 (42 s vs 2.7 s for 128 images, 10 layers).
+    """
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+def _flat(features: torch.Tensor) -> np.ndarray:
+    """[B, C, H, W] -> [B, C*H*W] float32 (channel-major, like a flattened NCHW array)."""
+    return features.detach().float().reshape(features.shape[0], -1).cpu().numpy()
+
+
+def _check_layers(model: ConvRNN, layers: Sequence[str]) -> None:
+    unknown = [layer for layer in layers if layer not in model.layer_names]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; the model has {model.layer_names}")
+
+
+@torch.no_grad()
+def fit_pca(model: ConvRNN, paths: Sequence[str | os.PathLike], layers: Sequence[str], n_components: int, *,
+            times: int = 26, image_off: int | None = 10, batch_size: int = 32,
+            device: str | torch.device = "cpu", mean: Sequence[float] = IMAGENET_MEAN,
+            std: Sequence[float] = IMAGENET_STD, threads: int | None = 1, progress: bool = True) -> PCA:
+    """Per layer, a PCA ``(mean [D], components [D, k])`` fit on a *separate* image set (Brain-Score's convention).
+
+    The fit pools the layer's image-driven steps (t >= its first image step), so one basis serves every step.
+    Layers with at most ``n_components`` units are left out (used unprojected, as Brain-Score skips them). It holds
+    the PCA set's features of one layer in memory: keep that set modest (Brain-Score uses 1,000 images).
+    ``threads``: torch threads for the model runs (see :func:`torch_threads`).
+    """
+    _check_layers(model, layers)
+    model.eval().to(device)
+    pooled: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    bar = tqdm(total=len(paths), desc="pca images", unit="img", disable=not progress)
+    with torch_threads(threads):
+        for batch in image_batches(paths, model.input_size, batch_size, mean, std):
+            out = model(batch.to(device), times=times, image_off=image_off, return_features=list(layers))
+            for layer in layers:
+                for t in range(model.first_image_step(layer), times):
+                    pooled[layer].append(_flat(out.features[layer][t]))
+            bar.update(len(batch))
+    bar.close()
+    result: PCA = {}
+    for layer in layers:
+        X = torch.from_numpy(np.concatenate(pooled.pop(layer))).double()
+        if X.shape[1] <= n_components:
+            logger.info("PCA: %s has %d units <= %d components; left unprojected", layer, X.shape[1], n_components)
+            continue
+        center = X.mean(dim=0)
+        k = min(n_components, X.shape[0] - 1)
+        Xc = X - center
+        if min(Xc.shape) <= 2048:
+            _, _, Vh = torch.linalg.svd(Xc, full_matrices=False)
+            V = Vh[:k].T
+        else:  # randomised SVD: the top k directions of a large matrix at a fraction of the cost
+            _, _, V = torch.svd_lowrank(Xc, q=min(k + 20, min(Xc.shape)), niter=6)
+            V = V[:, :k]
+        result[layer] = (center.float(), V.contiguous().float())
+    return result
+
+
+def _clear(out_dir: Path) -> None:
+    """Remove a previous run's feature files so stale layers or steps cannot mix with new ones."""
+    marker = out_dir / "stimulus_ids.txt"
+    if marker.exists():
+        marker.unlink()
+    for sub in out_dir.iterdir():
+        if not sub.is_dir():
+            continue
+        files = list(sub.iterdir())
+        if files and all(f.name.startswith("step_") and (f.suffix == ".npy" or f.name.endswith(".npy.partial"))
+                         for f in files):
+            for f in files:
+                f.unlink()
+            sub.rmdir()
+
+
+@torch.no_grad()
+def extract_features(model: ConvRNN, image_paths: Sequence[str | os.PathLike], stimulus_ids: Sequence[Any],
+                     layers: Sequence[str], out_dir: str | os.PathLike, *, times: int = 26,
+                     image_off: int | None = 10, steps: Sequence[int] | None = None, batch_size: int = 32,
+                     device: str | torch.device = "cpu", pca: PCA | None = None,
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                     threads: int | None = 1, progress: bool = True) -> MemmapFeatures:
+    """Run ``model`` on the stimuli with the neural presentation and store every (layer, step) on disk.
+
+    Defaults: T = 26 steps, the image for 10 steps then blank (the 100 ms on / gray protocol, spec §1.2).
+    ``steps`` keeps only those steps (default all ``times``). ``pca`` (from :func:`fit_pca`) projects each layer
+    it covers onto its k components before writing. Feature files of an earlier run in ``out_dir`` are removed
+    first. ``threads``: torch threads for the model runs (default 1, see :func:`torch_threads`; None keeps torch's
+    setting, e.g. for a GPU or an idle many-core machine). Returns the :class:`MemmapFeatures` view (rows in
+    ``stimulus_ids`` order).
+    """
+    if len(image_paths) != len(stimulus_ids):
+        raise ValueError(f"{len(image_paths)} images but {len(stimulus_ids)} stimulus ids")
+    if len(set(map(str, stimulus_ids))) != len(stimulus_ids):
+        raise ValueError("stimulus ids must be unique")
+    _check_layers(model, layers)
+    keep = list(range(times)) if steps is None else sorted({int(t) for t in steps})
+    bad = [t for t in keep if not 0 <= t < times]
+    if bad:
+        raise ValueError(f"steps {bad} outside [0, {times})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear(out_dir)
+    model.eval().to(device)
+    n = len(image_paths)
+    arrays: dict[tuple[str, int], np.memmap] = {}
+    position = 0
+    bar = tqdm(total=n, desc="features", unit="img", disable=not progress)
+    for batch in image_batches(image_paths, model.input_size, batch_size, mean, std):
+        with torch_threads(threads):
+            out = model(batch.to(device), times=times, image_off=image_off, return_features=list(layers))
+        for layer in layers:
+            for t in keep:
+                rows = _flat(out.features[layer][t])
+                if pca is not None and layer in pca:
+                    center, components = pca[layer]
+                    rows = ((torch.from_numpy(rows) - center) @ components).numpy()
+                key = (layer, t)
+                if key not in arrays:
+                    (out_dir / layer).mkdir(exist_ok=True)
+                    arrays[key] = open_memmap(out_dir / layer / f"step_{t}.npy.partial", mode="w+",
+                                              dtype=np.float32, shape=(n, rows.shape[1]))
+                arrays[key][position:position + len(rows)] = rows
+        del out
+        position += len(batch)
+        bar.update(len(batch))
+    bar.close()
+    for (layer, t), array in list(arrays.items()):
+        array.flush()
+        del arrays[(layer, t)], array
+        os.replace(out_dir / layer / f"step_{t}.npy.partial", out_dir / layer / f"step_{t}.npy")
+    ids_tmp = out_dir / "stimulus_ids.txt.partial"
+    ids_tmp.write_text("\n".join(str(s) for s in stimulus_ids) + "\n")
+    os.replace(ids_tmp, out_dir / "stimulus_ids.txt")
+    return MemmapFeatures(out_dir)

@@ -1,0 +1,599 @@
+"""Score model features against time-binned neural data: areas x layers x bins, then the best layer per area.
+
+Pipeline (one call to :func:`score_model`):
+
+1. The assembly becomes a dense ``[repetition, stimulus, neuroid, bin]`` array (NaN = missing trial); targets
+   are NaN-means over repetitions.
+2. Ceilings per area and bin: Brain-Score's split-half internal consistency (:func:`split_half_ceiling`).
+3. For every layer and bin, the features of the model step matched to that bin are read once from the
+   :class:`FeatureSource`. With more features than training stimuli, one Gram matrix over all stimuli is
+   computed and serves every split (:class:`convrnn.neural.mapping.SplitGram`); the kernel-PLS fits of all
+   splits x areas (x ``bins_per_batch`` bins) run as one batch (:func:`convrnn.neural.mapping.pls_kernel`), so
+   each PLS component costs one product with the Gram for all of them. With fewer features than training
+   stimuli the primal PLS runs on the rows. RidgeCV uses one eigendecomposition per split for all areas.
+4. Per split, Pearson r per neuroid on the test stimuli; per area the median over its neuroids; the mean over
+   splits is the raw score R. The noise-corrected score uses R, the ceiling c and a chosen convention.
+5. The best layer per area maximises the bin-averaged raw score on separate *selection* splits
+   (:func:`convrnn.neural.splits.selection_splits`), so the choice does not reuse the evaluation test sets.
+
+**Model step <-> time bin.** Default: step ``t`` covers ``[10 t, 10 t + 10)`` ms, so a bin starting at ``s`` ms is
+matched to step ``s // step_ms + offset`` with ``step_ms=10`` and ``offset=0`` (spec §1.3 option (a); the 70-260 ms
+bins use steps 7-25 of the 26-step neural presentation). ``offset`` shifts all bins by whole steps; ``steps``
+gives an explicit step per bin (e.g. for onset-relative mappings, option (b)).
+
+**Weights per bin or shared.** ``weights="per_bin"`` (default) fits one map per bin from that bin's step.
+``weights="shared"`` fits one map per layer on presentation x bin stacked samples and scores each bin with it
+(Brain-Score's temporal benchmarks); it holds all bins' features of a layer in memory, so it is meant for modest
+feature sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from .assembly import TrialData, trial_array
+from .mapping import (
+    NAYEBI_RIDGE_ALPHAS,
+    PLSRegression,
+    RidgeCV,
+    SplitGram,
+    _resolve,
+    _to_tensor,
+    center_gram,
+    gram,
+    pls_kernel,
+    pls_primal,
+    ridge_cv_kernel,
+)
+from .metrics import CONVENTIONS, noise_correct, pearson_r, split_half_ceiling
+from .splits import Split, make_splits, selection_splits
+
+__all__ = [
+    "NAYEBI_AREAS",
+    "ArrayFeatures",
+    "FeatureSource",
+    "MemmapFeatures",
+    "ScoringResult",
+    "default_bin_steps",
+    "score_model",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Nayebi's grouping (spec §1.1): V4, pIT, and cIT+aIT pooled. Values select neuroids by coordinate.
+NAYEBI_AREAS: dict[str, dict[str, Any]] = {
+    "V4": {"region": "V4"},
+    "pIT": {"subregion": "pIT"},
+    "cIT/aIT": {"subregion": ["cIT", "aIT"]},
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# feature sources
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    """What the scoring loop needs from model features: rows are stimuli in ``stimulus_ids`` order.
+
+    ``get`` may return a numpy array, a numpy memmap or a torch tensor of shape ``[n_stimuli, n_features]``; it is
+    called once per (layer, step) per scoring run, so disk-backed sources are read once.
+    """
+
+    @property
+    def stimulus_ids(self) -> Sequence[str]: ...
+
+    @property
+    def layers(self) -> Sequence[str]: ...
+
+    def steps(self, layer: str) -> Sequence[int]: ...
+
+    def get(self, layer: str, step: int) -> Any: ...
+
+
+class ArrayFeatures:
+    """In-memory features: ``features[layer]`` is ``[steps, stimuli, units]`` (steps 0..T-1) or a mapping
+    ``{step: [stimuli, units]}``."""
+
+    def __init__(self, features: Mapping[str, Any], stimulus_ids: Sequence[Any]) -> None:
+        self._features = dict(features)
+        self._ids = [str(s) for s in stimulus_ids]
+
+    @property
+    def stimulus_ids(self) -> Sequence[str]:
+        return self._ids
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return list(self._features)
+
+    def steps(self, layer: str) -> Sequence[int]:
+        value = self._features[layer]
+        return sorted(value) if isinstance(value, Mapping) else list(range(len(value)))
+
+    def get(self, layer: str, step: int) -> Any:
+        return self._features[layer][step]
+
+
+class MemmapFeatures:
+    """Disk-backed features: ``root/stimulus_ids.txt`` and ``root/<layer>/step_<t>.npy`` (opened with mmap).
+
+    Why: a 26-step recurrent model with 10^5-unit layers does not fit in memory; each (layer, step) is read once.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self._ids = (self.root / "stimulus_ids.txt").read_text().split("\n")
+        self._ids = [s for s in self._ids if s]
+
+    @staticmethod
+    def write(root: str | os.PathLike, layer: str, step: int, array: Any,
+              stimulus_ids: Sequence[Any] | None = None) -> Path:
+        """Store one (layer, step) array; ``stimulus_ids`` writes the row labels (needed once)."""
+        root = Path(root)
+        (root / layer).mkdir(parents=True, exist_ok=True)
+        if stimulus_ids is not None:
+            (root / "stimulus_ids.txt").write_text("\n".join(str(s) for s in stimulus_ids) + "\n")
+        path = root / layer / f"step_{int(step)}.npy"
+        np.save(path, np.asarray(array))
+        return path
+
+    @property
+    def stimulus_ids(self) -> Sequence[str]:
+        return self._ids
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def steps(self, layer: str) -> Sequence[int]:
+        return sorted(int(p.stem.split("_", 1)[1]) for p in (self.root / layer).glob("step_*.npy"))
+
+    def get(self, layer: str, step: int) -> Any:
+        return np.load(self.root / layer / f"step_{int(step)}.npy", mmap_mode="r")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class ScoringResult:
+    """Tables from :func:`score_model`.
+
+    * ``scores``: one row per (area, layer, bin): ``bin`` (start ms), ``bin_end``, ``step``, ``raw_r`` (mean over
+      splits of the median-over-neuroids r), ``raw_r_std``/``raw_r_sem`` (over splits, ddof=0 as Brain-Score),
+      ``n_splits``, ``ceiling``, ``score``, ``convention``, ``formula``.
+    * ``time_averaged``: per (area, layer) means over bins of ``raw_r``, ``ceiling`` and ``score``.
+    * ``best_layers``: per area the layer with the highest ``selection_raw_r`` and its time-averaged results.
+    * ``selection``: per (area, layer) the bin-averaged raw score on the selection splits.
+    * ``ceilings``: per (area, bin) the ceiling and its std over repetition splits.
+    * ``neuroid_r``: Pearson r per (layer, bin, split, neuroid) on the evaluation splits.
+    """
+
+    scores: pd.DataFrame
+    time_averaged: pd.DataFrame
+    best_layers: pd.DataFrame
+    selection: pd.DataFrame
+    ceilings: pd.DataFrame
+    neuroid_r: xr.DataArray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def default_bin_steps(bins: np.ndarray, *, step_ms: float = 10.0, offset: int = 0) -> list[int]:
+    """Model step for each bin: ``floor(start / step_ms) + offset`` (step t <-> [t*step_ms, (t+1)*step_ms))."""
+    return [int(np.floor(start / step_ms)) + int(offset) for start in np.asarray(bins)[:, 0]]
+
+
+def _area_masks(neuroids: pd.DataFrame, areas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, np.ndarray]:
+    if areas is None:
+        if "region" not in neuroids.columns:
+            return {"all": np.ones(len(neuroids), dtype=bool)}
+        regions = pd.unique(neuroids["region"].astype(str))
+        areas = {str(r): {"region": r} for r in regions}
+    masks = {}
+    for name, selector in areas.items():
+        mask = np.ones(len(neuroids), dtype=bool)
+        for coord, wanted in selector.items():
+            if coord not in neuroids.columns:
+                raise KeyError(f"area {name!r} selects on {coord!r}, which is not a neuroid coordinate "
+                               f"(have {list(neuroids.columns)})")
+            values = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Sequence) else list(wanted)
+            mask &= neuroids[coord].astype(str).isin([str(v) for v in values]).to_numpy()
+        if not mask.any():
+            logger.warning("area %r selects no neuroids; skipped", name)
+            continue
+        masks[name] = mask
+    if not masks:
+        raise ValueError("no area selects any neuroid")
+    return masks
+
+
+def _feature_rows(source: FeatureSource, stimulus_ids: np.ndarray) -> np.ndarray:
+    lookup = {sid: i for i, sid in enumerate(map(str, source.stimulus_ids))}
+    missing = [s for s in stimulus_ids if s not in lookup]
+    if missing:
+        shown = ", ".join(repr(s) for s in missing[:10])
+        raise KeyError(f"{len(missing)} stimulus ids of the assembly have no model features: [{shown}"
+                       f"{', ...' if len(missing) > 10 else ''}]")
+    return np.asarray([lookup[s] for s in stimulus_ids], dtype=np.int64)
+
+
+def _take_rows(X: Any, rows: np.ndarray) -> Any:
+    if len(rows) == X.shape[0] and np.array_equal(rows, np.arange(len(rows))):
+        return X
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(rows, device=X.device)]
+    return np.asarray(X[rows])
+
+
+def _batches(splits: Sequence[Split], max_batch: int) -> list[list[int]]:
+    """Group split indices with equal train/test sizes into batches of at most ``max_batch``."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(splits):
+        groups.setdefault((len(s.train), len(s.test)), []).append(i)
+    out = []
+    for members in groups.values():
+        for start in range(0, len(members), max_batch):
+            out.append(members[start:start + max_batch])
+    return out
+
+
+@dataclass
+class _Fitter:
+    """Fits for one (layer, bin): given features for all stimuli, returns r per (split, neuroid)."""
+
+    regression: str | Callable[[], Any]
+    n_components: int
+    ridge_alphas: np.ndarray
+    ridge_cv: int | None
+    device: torch.device
+    dtype: torch.dtype
+    gram_dtype: torch.dtype
+    max_batch: int | None
+
+    def _batch_size(self, bytes_per_split: int) -> int:
+        """Splits per batch within a memory budget (1.5 GB on CPU, 4 GB on accelerators) unless fixed."""
+        if self.max_batch is not None:
+            return max(1, int(self.max_batch))
+        budget = 1.5e9 if self.device.type == "cpu" else 4e9
+        return int(max(1, min(64, budget // max(bytes_per_split, 1))))
+
+    def run(self, Xs: Sequence[Any], Y: np.ndarray, splits: Sequence[Split],
+            areas: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Features ``Xs[g]`` [S, p] (all stimuli) for G bins and targets ``Y`` [S, N, G]; returns Pearson r
+        [G, splits, N] (NaN for neuroids outside the areas). Kernel-PLS fits of all G bins, all splits and all
+        areas run as one batch."""
+        G = len(Xs)
+        r = np.full((G, len(splits), Y.shape[1]), np.nan)
+        if callable(self.regression):
+            for g, X in enumerate(Xs):
+                self._run_estimator(X, Y[..., g], splits, areas, r[g])
+            return r
+        if self.regression not in ("pls", "ridgecv"):
+            raise ValueError(f"unknown regression {self.regression!r}; use 'pls', 'ridgecv' or a factory")
+        p = Xs[0].shape[1]
+        n_train_max = max(len(s.train) for s in splits)
+        if self.regression == "pls" and self.n_components > min(n_train_max, p):
+            raise ValueError(f"n_components={self.n_components} exceeds min(n_train, n_features)="
+                             f"{min(n_train_max, p)}")
+        kernel = self.regression == "ridgecv" or p > n_train_max
+        cols = [np.flatnonzero(m) for m in areas.values()]
+        if not (kernel and self.regression == "pls"):
+            for g, X in enumerate(Xs):
+                self._run_single(X, Y[..., g], splits, cols, kernel, r[g])
+            return r
+        all_cols = np.concatenate(cols)
+        bounds = np.cumsum([0] + [len(c) for c in cols])
+        parts = [slice(bounds[a], bounds[a + 1]) for a in range(len(cols))]
+        Yt = torch.as_tensor(Y[:, all_cols], device=self.device, dtype=self.dtype).permute(2, 0, 1)  # [G, S, q]
+        K = torch.stack([gram(X, center=True, device=self.device, dtype=self.gram_dtype, out_dtype=self.dtype)
+                         for X in Xs])
+        per_split = 8 * Y.shape[0] * len(all_cols) * G * (torch.finfo(self.dtype).bits // 8)
+        for batch in _batches(splits, self._batch_size(per_split)):
+            # all areas x splits x bins in the batch share one product with the bins' Grams per component
+            kop = SplitGram(K, [splits[i].train for i in batch])
+            Yc, KYc = kop.train_products(Yt)
+            fit = pls_kernel(kop, [Yc[..., sl] for sl in parts], self.n_components, KY=[KYc[..., sl] for sl in parts])
+            preds = kop.cross([splits[i].test for i in batch], torch.cat(fit.dual, -1))
+            preds = preds.reshape(G, len(batch), *preds.shape[1:])
+            y_mean = torch.stack([Yt[:, splits[i].train].mean(1) for i in batch], 1).unsqueeze(2)  # [G, B, 1, q]
+            preds = (preds + y_mean).detach().cpu().numpy()
+            for j, i in enumerate(batch):
+                test_y = Y[splits[i].test][:, all_cols]
+                for g in range(G):
+                    r_all = pearson_r(preds[g, j], test_y[..., g], axis=0)
+                    for c, sl in zip(cols, parts, strict=True):
+                        r[g, i, c] = r_all[sl]
+        return r
+
+    def _run_single(self, X: Any, Y: np.ndarray, splits: Sequence[Split], cols: Sequence[np.ndarray],
+                    kernel: bool, r: np.ndarray) -> None:
+        """Ridge (kernel form, explicit per-split Grams) or primal PLS for one bin; fills r [splits, N]."""
+        Yt = torch.as_tensor(Y, device=self.device, dtype=self.dtype)
+        itemsize = torch.finfo(self.dtype).bits // 8
+        if kernel:
+            K = gram(X, center=True, device=self.device, dtype=self.gram_dtype, out_dtype=self.dtype)
+            per_split = 3 * max(len(s.train) for s in splits) ** 2 * itemsize
+        else:
+            Xt = _to_tensor(X, self.device, self.dtype)
+            per_split = 2 * Xt.numel() * itemsize
+        for batch in _batches(splits, self._batch_size(per_split)):
+            tests = [splits[i].test for i in batch]
+            if kernel:
+                pairs = [center_gram(K, splits[i].train, splits[i].test) for i in batch]
+                Ktr = torch.stack([a for a, _ in pairs])
+                Kte = torch.stack([b for _, b in pairs])
+                del pairs
+                pred_by_area = self._ridge(Ktr, Kte, Yt, [splits[i].train for i in batch], cols)
+            else:
+                trs = [torch.as_tensor(splits[i].train, device=self.device) for i in batch]
+                tes = [torch.as_tensor(t, device=self.device) for t in tests]
+                means = [Xt[tr].mean(0) for tr in trs]
+                Xtr = torch.stack([Xt[tr] - m for tr, m in zip(trs, means, strict=True)])
+                Xte = torch.stack([Xt[te] - m for te, m in zip(tes, means, strict=True)])
+                pred_by_area = []
+                for c in cols:
+                    Ytr = torch.stack([Yt[tr][:, c] for tr in trs])
+                    y_mean = Ytr.mean(1, keepdim=True)
+                    fit = pls_primal(Xtr, Ytr - y_mean, self.n_components)
+                    pred_by_area.append(Xte @ fit.coef + y_mean)
+            for a, c in enumerate(cols):
+                pred_np = pred_by_area[a].detach().cpu().numpy()
+                for j, i in enumerate(batch):
+                    r[i, c] = pearson_r(pred_np[j], Y[splits[i].test][:, c], axis=0)
+
+    def _ridge(self, Ktr: torch.Tensor, Kte: torch.Tensor, Yt: torch.Tensor, trains: Sequence[np.ndarray],
+               cols: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """RidgeCV per split. Alpha is chosen per target, so all areas' neuroids are one call: the split's
+        eigendecomposition (and each inner fold's) serves every area."""
+        alphas = torch.as_tensor(self.ridge_alphas, device=self.device, dtype=self.dtype)
+        all_cols = np.concatenate(cols)
+        bounds = np.cumsum([0] + [len(c) for c in cols])
+        preds = []
+        for j, tr in enumerate(trains):
+            y = Yt[torch.as_tensor(tr, device=self.device)][:, all_cols]
+            dual, _, _ = ridge_cv_kernel(Ktr[j], y, alphas, self.ridge_cv)
+            preds.append(Kte[j] @ dual + y.mean(0))
+        stacked = torch.stack(preds)
+        return [stacked[..., bounds[a]:bounds[a + 1]] for a in range(len(cols))]
+
+    def _run_estimator(self, X: Any, Y: np.ndarray, splits: Sequence[Split], areas: Mapping[str, np.ndarray],
+                       r: np.ndarray) -> np.ndarray:
+        Xn = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+        for i, s in enumerate(splits):
+            for mask in areas.values():
+                model = self.regression()
+                model.fit(Xn[s.train], Y[s.train][:, mask])
+                pred = np.asarray(model.predict(Xn[s.test]))
+                r[i, mask] = pearson_r(pred, Y[s.test][:, mask], axis=0)
+        return r
+
+
+def _shared_fit(
+    fitter: _Fitter, Xs: Sequence[Any], Y: np.ndarray, splits: Sequence[Split], areas: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """One map per split fit on (stimulus x bin) stacked rows; r per (bin, split, neuroid)."""
+    n_bins = len(Xs)
+    r = np.full((n_bins, len(splits), Y.shape[1]), np.nan)
+    Xn = [x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in Xs]
+    for i, s in enumerate(splits):
+        X_stack = np.concatenate([x[s.train] for x in Xn], axis=0)
+        for mask in areas.values():
+            Y_stack = np.concatenate([Y[s.train][:, mask, b] for b in range(n_bins)], axis=0)
+            if callable(fitter.regression):
+                model = fitter.regression()
+            elif fitter.regression == "pls":
+                model = PLSRegression(fitter.n_components, device=fitter.device, dtype=fitter.dtype)
+            else:
+                model = RidgeCV(fitter.ridge_alphas, cv=fitter.ridge_cv, device=fitter.device, dtype=fitter.dtype)
+            model.fit(X_stack, Y_stack)
+            for b in range(n_bins):
+                pred = np.asarray(model.predict(Xn[b][s.test]))
+                r[b, i, mask] = pearson_r(pred, Y[s.test][:, mask, b], axis=0)
+    return r
+
+
+def _area_stats(r: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over the area's neuroids for each split: r [..., split, N] -> [..., split]."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(r[..., mask], axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# main entry point
+
+
+def score_model(
+    features: FeatureSource,
+    assembly: xr.DataArray | TrialData,
+    *,
+    layers: Sequence[str] | None = None,
+    areas: Mapping[str, Mapping[str, Any]] | None = None,
+    regression: str | Callable[[], Any] = "pls",
+    n_components: int = 25,
+    ridge_alphas: Sequence[float] | np.ndarray = NAYEBI_RIDGE_ALPHAS,
+    ridge_cv: int | None = 5,
+    weights: str = "per_bin",
+    split_scheme: str = "brainscore",
+    stratify_by: str | None = "object_name",
+    splits: Sequence[Split] | None = None,
+    selection: Sequence[Split] | None = None,
+    n_selection_splits: int = 2,
+    offset: int = 0,
+    step_ms: float = 10.0,
+    steps: Sequence[int] | None = None,
+    ceiling_splits: int = 10,
+    convention: str = "r2_over_c",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    gram_dtype: torch.dtype | str | None = None,
+    max_batch: int | None = None,
+    bins_per_batch: int | None = None,
+) -> ScoringResult:
+    """Score every layer against every area and time bin; pick the best layer per area on selection splits.
+
+    ``assembly``: (presentation, neuroid[, time_bin]) with ``stimulus_id`` (and ideally ``repetition``,
+    ``object_name``) on presentation and area coordinates (``region``/``subregion``) on neuroid; or a
+    :class:`TrialData`. ``areas`` maps an area name to ``{coord: value or values}`` (default: one area per
+    ``region``; see :data:`NAYEBI_AREAS`). ``regression``: ``"pls"`` (sklearn-equivalent PLS, ``n_components``),
+    ``"ridgecv"`` (per-target alpha over ``ridge_alphas``, ``ridge_cv`` folds or None = leave-one-out) or a
+    factory returning an sklearn-style estimator. Splits default to ``split_scheme`` stratified by
+    ``stratify_by``; selection splits to :func:`selection_splits` (``n_selection_splits``; 0 disables
+    selection). ``ceiling_splits=0`` skips ceilings (e.g. single-trial data). ``convention`` is one of
+    :data:`CONVENTIONS`. ``gram_dtype`` (e.g. ``torch.float32``) speeds up the Gram products on CPU.
+    Batching: kernel-PLS fits of all splits (up to ``max_batch``, default by a memory budget) and all areas run
+    together; ``bins_per_batch`` bins of a layer are added to the same batch (default 1 on CPU, 4 on CUDA,
+    where larger batches keep the device busy; each costs one n x n Gram in memory).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; choose from {sorted(CONVENTIONS)}")
+    if weights not in ("per_bin", "shared"):
+        raise ValueError(f"weights must be 'per_bin' or 'shared', got {weights!r}")
+    dev, dt = _resolve(device, dtype)
+    gdt = getattr(torch, gram_dtype) if isinstance(gram_dtype, str) else (gram_dtype or dt)
+    td = assembly if isinstance(assembly, TrialData) else trial_array(assembly)
+    Y = td.mean()  # [S, N, B]
+    if np.isnan(Y).any():
+        s, n, b = np.argwhere(np.isnan(Y))[0]
+        raise ValueError(f"{int(np.isnan(Y).sum())} (stimulus, neuroid, bin) entries have no valid trial, e.g. "
+                         f"stimulus {td.stimulus_ids[s]!r}, neuroid {td.neuroids.iloc[n].to_dict()}, bin {b}")
+    n_stim, n_neur, n_bins = Y.shape
+    if steps is None:
+        if td.bins is None:
+            raise ValueError("the assembly has no time_bin_start/time_bin_end; pass steps=[step per bin]")
+        steps = default_bin_steps(td.bins, step_ms=step_ms, offset=offset)
+    steps = [int(s) for s in steps]
+    if len(steps) != n_bins:
+        raise ValueError(f"steps has {len(steps)} entries for {n_bins} bins")
+    bins = td.bins if td.bins is not None else np.full((n_bins, 2), np.nan)
+    masks = _area_masks(td.neuroids, areas)
+    strata = None
+    if stratify_by is not None and stratify_by in td.stimuli.columns:
+        strata = td.stimuli[stratify_by].astype(str).to_numpy()
+    elif stratify_by is not None:
+        logger.info("no %r coordinate: splits are not stratified", stratify_by)
+    eval_splits = list(splits) if splits is not None else make_splits(n_stim, strata, scheme=split_scheme)
+    sel_splits = list(selection) if selection is not None else (
+        selection_splits(n_stim, strata, scheme=split_scheme, n_splits=n_selection_splits)
+        if n_selection_splits > 0 else [])
+    all_splits = eval_splits + sel_splits
+    n_eval = len(eval_splits)
+    rows = _feature_rows(features, td.stimulus_ids)
+    layers = list(layers) if layers is not None else list(features.layers)
+    fitter = _Fitter(regression, n_components, np.asarray(ridge_alphas, dtype=np.float64), ridge_cv, dev, dt, gdt,
+                     max_batch)
+    per_batch = int(bins_per_batch) if bins_per_batch else (1 if dev.type == "cpu" else 4)
+
+    # ceilings
+    if ceiling_splits > 0:
+        ceil = split_half_ceiling(td.trials, n_splits=ceiling_splits)
+        ceil_area = {a: ceil.per_split(m) for a, m in masks.items()}  # [splits, B]
+    else:
+        ceil_area = {a: np.full((1, n_bins), np.nan) for a in masks}
+
+    r_all = np.full((len(layers), n_bins, len(all_splits), n_neur), np.nan)
+    for li, layer in enumerate(layers):
+        available = set(features.steps(layer))
+        missing_bins = [b for b in range(n_bins) if steps[b] not in available]
+        if missing_bins:
+            logger.warning("layer %s has no features for steps %s (bins %s): NaN there", layer,
+                           [steps[b] for b in missing_bins], missing_bins)
+        if weights == "per_bin":
+            present = [b for b in range(n_bins) if b not in missing_bins]
+            for start in range(0, len(present), per_batch):
+                group = present[start:start + per_batch]
+                Xs = [_take_rows(features.get(layer, steps[b]), rows) for b in group]
+                r_all[li, group] = fitter.run(Xs, Y[:, :, group], all_splits, masks)
+                logger.debug("layer %s bins %s done", layer, group)
+        else:
+            present = [b for b in range(n_bins) if b not in missing_bins]
+            Xs = [_take_rows(features.get(layer, steps[b]), rows) for b in present]
+            r_all[li, present] = _shared_fit(fitter, Xs, Y[:, :, present], all_splits, masks)
+        logger.info("scored layer %s", layer)
+
+    return _tables(r_all, n_eval, layers, masks, bins, steps, ceil_area, convention, td,
+                   info=dict(offset=offset, step_ms=step_ms, steps=steps, weights=weights,
+                             regression=regression if isinstance(regression, str) else repr(regression),
+                             n_components=n_components, n_eval_splits=n_eval, n_selection_splits=len(sel_splits),
+                             ceiling_splits=ceiling_splits, n_missing_trials=td.n_missing, bins_per_batch=per_batch,
+                             device=str(dev), dtype=str(dt), gram_dtype=str(gdt)))
+
+
+def _tables(
+    r_all: np.ndarray,
+    n_eval: int,
+    layers: Sequence[str],
+    masks: Mapping[str, np.ndarray],
+    bins: np.ndarray,
+    steps: Sequence[int],
+    ceil_area: Mapping[str, np.ndarray],
+    convention: str,
+    td: TrialData,
+    info: dict[str, Any],
+) -> ScoringResult:
+    rows, ta_rows, sel_rows, ceil_rows = [], [], [], []
+    n_bins = len(steps)
+    for area, mask in masks.items():
+        per_split_ceiling = ceil_area[area]
+        c = per_split_ceiling.mean(0)
+        for b in range(n_bins):
+            ceil_rows.append(dict(area=area, bin=bins[b, 0], bin_end=bins[b, 1], ceiling=c[b],
+                                  ceiling_std=per_split_ceiling[:, b].std(), n_neuroids=int(mask.sum())))
+        for li, layer in enumerate(layers):
+            split_med = _area_stats(r_all[li, :, :n_eval], mask)  # [B, splits]
+            raw = split_med.mean(-1)
+            std = split_med.std(-1)
+            score = noise_correct(raw, c, convention)
+            for b in range(n_bins):
+                rows.append(dict(area=area, layer=layer, bin=bins[b, 0], bin_end=bins[b, 1], step=steps[b],
+                                 raw_r=raw[b], raw_r_std=std[b], raw_r_sem=std[b] / np.sqrt(n_eval),
+                                 n_splits=n_eval, ceiling=c[b], score=score[b], convention=convention,
+                                 formula=CONVENTIONS[convention]))
+            ta_rows.append(dict(area=area, layer=layer, raw_r=np.nanmean(raw) if np.isfinite(raw).any() else np.nan,
+                                ceiling=np.nanmean(c) if np.isfinite(c).any() else np.nan,
+                                score=np.nanmean(score) if np.isfinite(score).any() else np.nan,
+                                n_bins=int(np.isfinite(raw).sum()), convention=convention))
+            if r_all.shape[2] > n_eval:
+                sel = _area_stats(r_all[li, :, n_eval:], mask).mean(-1)  # [B]
+                sel_rows.append(dict(area=area, layer=layer,
+                                     selection_raw_r=np.nanmean(sel) if np.isfinite(sel).any() else np.nan))
+    scores = pd.DataFrame(rows)
+    time_averaged = pd.DataFrame(ta_rows)
+    selection = pd.DataFrame(sel_rows, columns=["area", "layer", "selection_raw_r"])
+    best = []
+    for area in masks:
+        sel_area = selection[selection["area"] == area]
+        if sel_area.empty or not np.isfinite(sel_area["selection_raw_r"]).any():
+            continue
+        pick = sel_area.loc[sel_area["selection_raw_r"].idxmax()]
+        ta = time_averaged[(time_averaged["area"] == area) & (time_averaged["layer"] == pick["layer"])].iloc[0]
+        best.append(dict(area=area, layer=pick["layer"], selection_raw_r=pick["selection_raw_r"],
+                         raw_r=ta["raw_r"], ceiling=ta["ceiling"], score=ta["score"], convention=convention))
+    best_layers = pd.DataFrame(best, columns=["area", "layer", "selection_raw_r", "raw_r", "ceiling", "score",
+                                              "convention"])
+    neuroid_r = xr.DataArray(
+        r_all[:, :, :n_eval], dims=["layer", "time_bin", "split", "neuroid"],
+        coords={"layer": list(layers), "time_bin_start": ("time_bin", bins[:, 0]),
+                "time_bin_end": ("time_bin", bins[:, 1]), "step": ("time_bin", list(steps)),
+                **{c: ("neuroid", td.neuroids[c].to_numpy()) for c in td.neuroids.columns}},
+    )
+    return ScoringResult(scores=scores, time_averaged=time_averaged, best_layers=best_layers, selection=selection,
+                         ceilings=pd.DataFrame(ceil_rows), neuroid_r=neuroid_r, info=info)

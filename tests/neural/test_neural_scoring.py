@@ -1,0 +1,194 @@
+"""End-to-end scoring on synthetic recordings with known ground truth."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cross_decomposition import PLSRegression as SkPLS
+from sklearn.linear_model import RidgeCV as SkRidgeCV
+
+from convrnn.neural import (
+    NAYEBI_RIDGE_ALPHAS,
+    ArrayFeatures,
+    FeatureSource,
+    MemmapFeatures,
+    RidgeCV,
+    default_bin_steps,
+    from_arrays,
+    score_model,
+    trial_array,
+)
+
+
+@pytest.fixture
+def recordings(make_recordings: Callable[..., dict]) -> dict:
+    rec = make_recordings()
+    rec["assembly"] = from_arrays(rec["trials"], rec["stimuli"], rec["neuroids"], rec["bins"])
+    rng = np.random.default_rng(99)
+    shuffled = rng.permutation(len(rec["stimuli"]))
+    rec["source"] = ArrayFeatures(
+        {
+            "good": rec["features"],
+            "shuffled": {t: x[shuffled] for t, x in rec["features"].items()},  # right features, wrong images
+        },
+        rec["stimuli"]["stimulus_id"],
+    )
+    return rec
+
+
+def test_known_linear_map_scores_near_one_and_shuffled_near_zero(recordings: dict) -> None:
+    result = score_model(recordings["source"], recordings["assembly"])
+    scores = result.scores
+    assert set(scores.columns) >= {"area", "layer", "bin", "score", "ceiling", "raw_r", "raw_r_sem", "formula"}
+    assert len(scores) == 2 * 2 * 3  # areas x layers x bins
+    assert list(scores["bin"].unique()) == [70, 80, 90] and list(scores["step"].unique()) == [7, 8, 9]
+    good = scores[scores.layer == "good"]
+    bad = scores[scores.layer == "shuffled"]
+    # R^2/c: ~1 when the map recovers the reliable signal (finite-sample fitting loses a little)
+    assert good["score"].between(0.9, 1.1).all(), good
+    assert bad["raw_r"].abs().max() < 0.1 and bad["score"].max() < 0.02
+    # ceilings = analytic reliability of the trial mean, 1 / (1 + noise_var / R)
+    np.testing.assert_allclose(result.ceilings["ceiling"], recordings["reliability"], atol=0.02)
+    assert list(result.best_layers["layer"]) == ["good", "good"]
+    assert list(result.best_layers["area"]) == ["V4", "IT"]
+    ta = result.time_averaged.set_index(["area", "layer"])
+    assert ta.loc[("V4", "good"), "score"] == pytest.approx(good[good.area == "V4"]["score"].mean())
+    assert result.neuroid_r.shape == (2, 3, 10, 24)  # layer, bin, split, neuroid
+    med = np.median(result.neuroid_r.sel(layer="good").values[0][:, :12], axis=1).mean()
+    assert good.iloc[0]["raw_r"] == pytest.approx(med)
+
+
+def test_conventions_keep_raw_and_ceiling(recordings: dict) -> None:
+    a = score_model(recordings["source"], recordings["assembly"], layers=["good"], convention="r_over_c",
+                    n_selection_splits=0)
+    raw, c = a.scores["raw_r"].to_numpy(), a.scores["ceiling"].to_numpy()
+    np.testing.assert_allclose(a.scores["score"], raw / c)
+    assert (a.scores["formula"] == "R / c").all()
+    assert a.best_layers.empty and a.selection.empty
+
+
+def test_memmap_source_equals_in_memory(recordings: dict, tmp_path: Path) -> None:
+    ids = list(recordings["stimuli"]["stimulus_id"])
+    order = np.random.default_rng(0).permutation(len(ids))  # stored in another order: aligned by stimulus_id
+    for t, x in recordings["features"].items():
+        MemmapFeatures.write(tmp_path, "good", t, x[order], stimulus_ids=[ids[i] for i in order])
+    disk = MemmapFeatures(tmp_path)
+    assert isinstance(disk, FeatureSource) and disk.layers == ["good"]
+    a = score_model(disk, recordings["assembly"], n_selection_splits=0)
+    b = score_model(recordings["source"], recordings["assembly"], layers=["good"], n_selection_splits=0)
+    np.testing.assert_allclose(a.scores["raw_r"], b.scores["raw_r"], rtol=1e-10)
+
+
+def test_kernel_path_and_estimator_factory_agree_with_sklearn(make_recordings: Callable[..., dict]) -> None:
+    """Wide features (p > n) use the Gram route; a sklearn estimator through the same loop must agree."""
+    rec = make_recordings(n_stimuli=120, n_features=150, n_bins=2, n_neuroids=10)
+    assembly = from_arrays(rec["trials"], rec["stimuli"], rec["neuroids"], rec["bins"])
+    source = ArrayFeatures({"wide": rec["features"]}, rec["stimuli"]["stimulus_id"])
+    ours = score_model(source, assembly, n_components=10, n_selection_splits=0)
+    ref = score_model(source, assembly, n_components=10, n_selection_splits=0,
+                      regression=lambda: SkPLS(n_components=10, scale=False))
+    np.testing.assert_allclose(ours.neuroid_r.values, ref.neuroid_r.values, atol=1e-8)
+
+
+def test_bins_batched_together_equal_one_at_a_time(make_recordings: Callable[..., dict]) -> None:
+    rec = make_recordings(n_stimuli=160, n_features=200, n_bins=3, n_neuroids=10)
+    assembly = from_arrays(rec["trials"], rec["stimuli"], rec["neuroids"], rec["bins"])
+    source = ArrayFeatures({"wide": rec["features"]}, rec["stimuli"]["stimulus_id"])
+    one = score_model(source, assembly, n_components=10, n_selection_splits=0, bins_per_batch=1, max_batch=4)
+    three = score_model(source, assembly, n_components=10, n_selection_splits=0, bins_per_batch=3)
+    np.testing.assert_allclose(one.neuroid_r.values, three.neuroid_r.values, atol=1e-10)
+
+
+def test_ridgecv(recordings: dict) -> None:
+    ridge = score_model(recordings["source"], recordings["assembly"], layers=["good"], regression="ridgecv",
+                        n_selection_splits=0)
+    assert ridge.scores["score"].between(0.85, 1.1).all()
+    # the loop's kernel route (one Gram, per-split eigendecompositions shared by the areas) = the estimator
+    # (primal route here); rounding can flip a near-tie between two alphas, hence the 1e-4 slack
+    by_estimator = score_model(recordings["source"], recordings["assembly"], layers=["good"],
+                               regression=lambda: RidgeCV(cv=5), n_selection_splits=0)
+    np.testing.assert_allclose(ridge.neuroid_r.values, by_estimator.neuroid_r.values, atol=1e-4)
+    assert np.mean(np.isclose(ridge.neuroid_r.values, by_estimator.neuroid_r.values, atol=1e-9)) > 0.99
+
+
+def test_ridgecv_leave_one_out_equals_sklearn_in_the_loop(make_recordings: Callable[..., dict]) -> None:
+    rec = make_recordings(n_stimuli=120, n_features=150, n_bins=2, n_neuroids=10)
+    assembly = from_arrays(rec["trials"], rec["stimuli"], rec["neuroids"], rec["bins"])
+    source = ArrayFeatures({"wide": rec["features"]}, rec["stimuli"]["stimulus_id"])
+    ours = score_model(source, assembly, regression="ridgecv", ridge_cv=None, n_selection_splits=0)
+    ref = score_model(source, assembly, n_selection_splits=0,
+                      regression=lambda: SkRidgeCV(alphas=NAYEBI_RIDGE_ALPHAS, alpha_per_target=True))
+    np.testing.assert_allclose(ours.neuroid_r.values, ref.neuroid_r.values, atol=1e-8)
+
+
+def test_shared_weights(make_recordings: Callable[..., dict]) -> None:
+    """Shared weights pool bins for fitting: better when the map is the same in every bin (more data),
+    worse when each bin has its own map."""
+    for per_bin_maps in (False, True):
+        rec = make_recordings(n_bins=2, per_bin_maps=per_bin_maps)
+        assembly = from_arrays(rec["trials"], rec["stimuli"], rec["neuroids"], rec["bins"])
+        source = ArrayFeatures({"x": rec["features"]}, rec["stimuli"]["stimulus_id"])
+        shared = score_model(source, assembly, weights="shared", n_selection_splits=0).scores["raw_r"]
+        per_bin = score_model(source, assembly, n_selection_splits=0).scores["raw_r"]
+        if per_bin_maps:
+            assert (shared.to_numpy() < per_bin.to_numpy() - 0.1).all()
+        else:
+            assert (shared.to_numpy() > per_bin.to_numpy()).all()
+
+
+def test_step_offset_and_missing_steps(recordings: dict, caplog: pytest.LogCaptureFixture) -> None:
+    assert default_bin_steps(np.array([[70, 80], [250, 260]])) == [7, 25]
+    assert default_bin_steps(np.array([[70, 80]]), offset=-2) == [5]
+    with caplog.at_level(logging.WARNING):
+        result = score_model(recordings["source"], recordings["assembly"], layers=["good"], offset=3,
+                             n_selection_splits=0)  # bins 70-90 -> steps 10, 11, 12; step 12 does not exist
+    assert list(result.scores["step"].unique()) == [10, 11, 12]
+    assert result.scores[result.scores.step == 12]["raw_r"].isna().all()
+    assert "no features for steps [12]" in caplog.text
+    # a shifted step no longer matches the generating features: the score drops to chance
+    assert result.scores[result.scores.step == 10]["raw_r"].abs().max() < 0.1
+
+
+def test_areas_selection_and_errors(recordings: dict) -> None:
+    assembly = recordings["assembly"]
+    result = score_model(recordings["source"], assembly, layers=["good"], n_selection_splits=1,
+                         areas={"first": {"neuroid_id": ["site0", "site1", "site2"]}, "IT": {"region": "IT"}})
+    assert list(result.ceilings["n_neuroids"].unique()) == [3, 12]
+    with pytest.raises(KeyError, match="subregion"):
+        score_model(recordings["source"], assembly, areas={"pIT": {"subregion": "pIT"}})
+    partial = ArrayFeatures({"good": {t: x[:-2] for t, x in recordings["features"].items()}},
+                            recordings["stimuli"]["stimulus_id"][:-2])
+    with pytest.raises(KeyError, match=r"2 stimulus ids.*'im0398', 'im0399'"):
+        score_model(partial, assembly)
+    single = from_arrays(recordings["trials"][:1], recordings["stimuli"], recordings["neuroids"],
+                         recordings["bins"])
+    with pytest.raises(ValueError, match="at least 2 repetitions"):
+        score_model(recordings["source"], single)
+    no_ceiling = score_model(recordings["source"], single, layers=["good"], ceiling_splits=0, n_selection_splits=0)
+    assert no_ceiling.scores["ceiling"].isna().all() and no_ceiling.scores["raw_r"].notna().all()
+
+
+def test_missing_trials_are_reported(recordings: dict) -> None:
+    trials = recordings["trials"].copy()
+    trials[0, :5, 0, 0] = np.nan
+    assembly = from_arrays(trials, recordings["stimuli"], recordings["neuroids"], recordings["bins"])
+    result = score_model(recordings["source"], assembly, layers=["good"], n_selection_splits=0)
+    assert result.info["n_missing_trials"] == 5
+    assert trial_array(assembly).n_missing == 5
+    empty = trials.copy()
+    empty[:, 3, 0, 0] = np.nan  # no valid trial at all for one (stimulus, neuroid, bin)
+    bad = from_arrays(empty, recordings["stimuli"], recordings["neuroids"], recordings["bins"])
+    with pytest.raises(ValueError, match="no valid trial.*'im0003'"):
+        score_model(recordings["source"], bad, layers=["good"])
+
+
+def test_trial_data_input_and_no_strata(recordings: dict) -> None:
+    td = trial_array(recordings["assembly"])
+    td.stimuli = pd.DataFrame({"stimulus_id": td.stimulus_ids})  # without object_name: unstratified splits
+    result = score_model(recordings["source"], td, layers=["good"], n_selection_splits=0)
+    assert result.scores["score"].between(0.85, 1.1).all()

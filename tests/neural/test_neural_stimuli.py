@@ -1,0 +1,60 @@
+"""Stimulus sets from a CSV plus a folder or a zip archive."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from convrnn.neural import load_image, load_stimulus_set, open_stimulus
+
+CSV = "image_test_ten_images.csv"
+
+
+def test_folder(fixtures: Path) -> None:
+    stimuli = load_stimulus_set(fixtures / "stimuli" / CSV)
+    assert list(stimuli.columns[:3]) == ["stimulus_id", "filename", "thing"]
+    assert len(stimuli) == 10 and stimuli.attrs["identifier"] == "image_test_ten_images"
+    first = stimuli.iloc[0]
+    with open_stimulus(first["image_path"]) as handle:
+        raw = handle.read()
+    assert raw == (fixtures / "stimuli" / "n0.png").read_bytes()
+    image = load_image(first["image_path"])
+    reference = Image.open(fixtures / "stimuli" / "n0.png").convert("RGB")
+    assert image.size == reference.size and image.tobytes() == reference.tobytes()
+
+
+def test_zip(fixtures: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "image_test_ten_images.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(10):
+            zf.write(fixtures / "stimuli" / f"n{i}.png", arcname=f"n{i}.png")
+    shutil.copy(fixtures / "stimuli" / CSV, tmp_path / CSV)
+    stimuli = load_stimulus_set(tmp_path / CSV)  # the sibling zip is found by default
+    assert stimuli.attrs["images"] == str(archive.resolve())
+    assert stimuli["image_path"].iloc[3].endswith("::n3.png")
+    with open_stimulus(stimuli["image_path"].iloc[3]) as handle:
+        assert handle.read() == (fixtures / "stimuli" / "n3.png").read_bytes()
+
+
+def test_missing_files_are_listed(fixtures: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(fixtures / "stimuli" / CSV)
+    table.loc[2, "filename"] = "nope.png"
+    table.loc[7, "filename"] = "gone.png"
+    table.to_csv(tmp_path / "set.csv", index=False)
+    with pytest.raises(FileNotFoundError, match=r"2 stimulus files.*'nope\.png', 'gone\.png'"):
+        load_stimulus_set(tmp_path / "set.csv", images=fixtures / "stimuli")
+
+
+def test_legacy_image_id_and_required_columns(fixtures: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(fixtures / "stimuli" / CSV).rename(columns={"stimulus_id": "image_id"})
+    table.to_csv(tmp_path / "legacy.csv", index=False)
+    stimuli = load_stimulus_set(tmp_path / "legacy.csv", images=fixtures / "stimuli")
+    assert list(stimuli["stimulus_id"]) == list(table["image_id"])
+    table.drop(columns=["filename"]).to_csv(tmp_path / "nofile.csv", index=False)
+    with pytest.raises(KeyError, match="filename"):
+        load_stimulus_set(tmp_path / "nofile.csv", images=fixtures / "stimuli")

@@ -1,0 +1,177 @@
+"""scripts/fit_neural.py and convrnn.neural.pipeline end to end on a tiny synthetic set; model loading."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from convrnn.neural import MemmapFeatures
+from convrnn.neural.checkpoint import load_model, load_state_dict
+from convrnn.neural.pipeline import FitConfig, resolve_areas, run
+from convrnn.neural.synthetic import SyntheticConfig, SyntheticRecordings, build_teacher, generate, write_pca_images
+
+ROOT = Path(__file__).resolve().parents[2]
+#: 4 categories x 4 objects x 3 levels x 4 images = 192 stimuli at 32 px, 12 sites, 10 repetitions.
+TINY = SyntheticConfig(input_size=32, n_categories=4, objects_per_category=4, images_per_object_per_level=4,
+                       sites={"V4": 4, "pIT": 4, "cIT": 2, "aIT": 2}, repetitions=10)
+REQUIRED = {"area", "layer", "bin", "score", "ceiling", "raw_r"}
+
+
+def _cli() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fit_neural", ROOT / "scripts" / "fit_neural.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> SyntheticRecordings:
+    return generate(tmp_path_factory.mktemp("tiny") / "data", TINY, progress=False)
+
+
+def test_cli_end_to_end_with_the_teacher(tiny: SyntheticRecordings, tmp_path: Path) -> None:
+    out = tmp_path / "fit"
+    code = _cli().main(["--data", "synthetic", "--synthetic-dir", str(tiny.root), "--model", "teacher",
+                        "--layers", "conv5,conv8", "conv10", "--n-splits", "3", "--out", str(out), "--no-progress"])
+    assert code == 0
+    table = pd.read_csv(out / "scores.csv")
+    assert REQUIRED | {"bin_end", "step", "is_best", "reliable", "analytic_ceiling", "raw_r_sem"} <= set(table.columns)
+    assert list(table.columns[:8]) == ["area", "layer", "bin", "bin_end", "step", "score", "ceiling", "raw_r"]
+    assert len(table) == 3 * 3 * 19  # areas x layers x bins
+    assert list(dict.fromkeys(table["area"])) == ["V4", "pIT", "cIT/aIT"]
+    assert (table["n_splits"] == 3).all() and (table["convention"] == "r2_over_c").all()
+    assert table.groupby("area")["is_best"].sum().to_dict() == {"V4": 19, "pIT": 19, "cIT/aIT": 19}
+    report = json.loads((out / "scores.json").read_text())
+    best = {row["area"]: row["layer"] for row in report["best_layers"]}
+    assert set(best) == {"V4", "pIT", "cIT/aIT"} and best["V4"] == "conv5"
+    assert report["model"]["kind"] == "teacher" and report["convention"]["formula"] == "R**2 / c"
+    assert report["ground_truth"]["true_layers"]["V4"] == ["conv5", "conv6"]
+    assert report["data"]["n_stimuli"] == 192 and report["data"]["steps"][0] == 7
+    assert set(report["timings"]) >= {"features_s", "scoring_s", "total_s"}
+    assert len(report["scores"]) == len(table)
+    # the measured ceilings are the generator's analytic ones (192 stimuli, 10 repetitions: +-0.06) in every bin
+    # where all of an area's sites carry signal (cIT/aIT at 70/80 ms mixes noise-only and signal sites, and a median
+    # over such a bimodal set is too unstable to compare)
+    reliable = table[table["reliable"]]
+    assert len(reliable) >= 3 * 3 * 17
+    it = tiny.sites["subregion"].isin(["cIT", "aIT"]).to_numpy()
+    mixed = [int(b) for b, ok in zip(tiny.bins[:, 0], (tiny.site_ceiling[it] > 0).all(axis=0), strict=True) if not ok]
+    assert mixed == [70, 80]
+    clean = table[~((table["area"] == "cIT/aIT") & table["bin"].isin(mixed))]
+    assert len(clean) == 3 * 3 * 19 - 3 * 2
+    np.testing.assert_allclose(clean["ceiling"], clean["analytic_ceiling"], atol=0.06)
+    # the teacher's own features at its true layer explain the reliable signal
+    true_rows = reliable[(reliable["area"] == "V4") & (reliable["layer"] == "conv5")]
+    assert true_rows["score"].mean() > 0.85, true_rows["score"].round(3).tolist()
+    for name in ("predictivity_over_time.png", "raw_over_time.png"):
+        png = out / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (out / "best_layers.csv").is_file()
+    assert not (out / "features").exists()  # removed unless --keep-features
+    assert not list(out.rglob("*.partial"))
+
+
+def test_user_data_route_with_pca_shared_ridge(tiny: SyntheticRecordings, tmp_path: Path) -> None:
+    """An assembly file + stimulus CSV (as a user would pass them), PCA on a separate image folder, shared ridge."""
+    pca_csv = write_pca_images(tmp_path / "pca", tiny.config, split_seed=5)
+    result = run(FitConfig(
+        out=tmp_path / "fit", model="rgc_intermediate", input_size=32, width=0.125, data=str(tiny.assembly_path),
+        stimuli=str(tiny.stimuli_csv), layers=["conv6"], regions=["V4", "IT"], regression="ridgecv",
+        mapping="shared", splits="nayebi", n_splits=2, pca=12, pca_images=str(pca_csv.parent), progress=False,
+        keep_features=True,
+    ))
+    table = result.table
+    assert list(dict.fromkeys(table["area"])) == ["V4", "IT"] and len(table) == 2 * 19
+    assert "analytic_ceiling" not in table.columns
+    assert (table["n_splits"] == 2).all()
+    assert np.isfinite(table["score"]).all() and np.isfinite(table["raw_r"]).all()
+    assert (result.paths["scores_json"]).is_file()
+    kept = MemmapFeatures(tmp_path / "fit" / "features")
+    assert kept.get("conv6", 7).shape == (192, 12)  # projected on 12 PCA components
+    assert list(kept.steps("conv6")) == list(range(7, 26))  # only the bins' steps
+    report = json.loads(result.paths["scores_json"].read_text())
+    assert report["config"]["synthetic"] is None and report["model"]["seed"] == 1234
+
+
+def test_checkpoint_from_train_py(tiny: SyntheticRecordings, tmp_path: Path) -> None:
+    """A ConvRNNModule checkpoint: rebuilt from hparams, ``model.`` weights loaded, normalisation kept."""
+    from convrnn.training.module import ConvRNNModule
+
+    torch.manual_seed(3)
+    module = ConvRNNModule(arch="rgc_intermediate", overrides=dict(input_size=32, width_multiplier=0.125,
+                                                                   num_classes=8, times=12, image_off=12))
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "global_step": 7,
+                "datamodule_hyper_parameters": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}, path)
+    loaded = load_model(path)
+    assert loaded.kind == "checkpoint" and loaded.info["global_step"] == 7 and loaded.mean == (0.5, 0.5, 0.5)
+    for key, value in module.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = module.model(x, times=26, image_off=10).logits
+        b = loaded.model(x, times=26, image_off=10).logits
+    torch.testing.assert_close(a, b)
+    result = run(FitConfig(out=tmp_path / "fit", model=str(path), synthetic_dir=str(tiny.root), layers=["conv10"],
+                           regions=["V4"], n_splits=2, n_selection_splits=1, pca=5, keep_features=True,
+                           progress=False))
+    assert result.best_layers["layer"].tolist() == ["conv10"]
+    # synthetic data + --pca: the PCA images are rendered with another split seed, disjoint from the stimuli
+    pca_table = pd.read_csv(tmp_path / "fit" / "pca_images" / "stimulus_set.csv")
+    assert len(pca_table) == 48 and not set(pca_table["stimulus_id"]) & set(tiny.stimulus_set["stimulus_id"])
+    assert MemmapFeatures(tmp_path / "fit" / "features").get("conv10", 12).shape == (192, 5)
+    assert json.loads(result.paths["scores_json"].read_text())["model"]["kind"] == "checkpoint"
+    broken = {k: v for k, v in module.state_dict().items() if "conv5" not in k}
+    with pytest.raises(KeyError, match="missing"):
+        load_state_dict(loaded.model, {"state_dict": broken})
+    with pytest.raises(ValueError, match="--weights"):
+        load_model(path, weights=path)
+
+
+def test_zoo_models_are_seeded_and_not_the_teacher(tmp_path: Path) -> None:
+    a = load_model("rgc_intermediate", input_size=32, width_multiplier=0.125, seed=5)
+    b = load_model("rgc_intermediate", input_size=32, width_multiplier=0.125, seed=5)
+    teacher = build_teacher(TINY)
+    state_a, state_b, state_t = a.model.state_dict(), b.model.state_dict(), teacher.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert not torch.equal(state_a["nodes.conv5.pre.weight"], state_t["nodes.conv5.pre.weight"])
+    assert a.model.input_size == 32 and a.kind == "zoo" and a.info["seed"] == 5
+    weights = tmp_path / "w.pt"
+    torch.save(teacher.state_dict(), weights)
+    c = load_model("rgc_intermediate", input_size=32, width_multiplier=0.125, weights=weights)
+    assert torch.equal(c.model.state_dict()["nodes.conv5.pre.weight"], state_t["nodes.conv5.pre.weight"])
+    assert c.info["weights"] == str(weights)
+    with pytest.raises(ValueError, match="teacher"):
+        load_model("teacher", input_size=64, teacher_config=TINY)
+
+
+def test_resolve_areas() -> None:
+    hvm = pd.DataFrame({"region": ["V4", "IT", "IT", "IT"], "subregion": ["V4", "pIT", "cIT", "aIT"]})
+    assert resolve_areas(hvm) == {"V4": {"region": "V4"}, "pIT": {"subregion": "pIT"},
+                                  "cIT/aIT": {"subregion": ["cIT", "aIT"]}}
+    assert resolve_areas(hvm, ["IT", "cIT+aIT", "aIT"]) == {"IT": {"region": "IT"},
+                                                            "cIT+aIT": {"subregion": ["cIT", "aIT"]},
+                                                            "aIT": {"subregion": "aIT"}}
+    plain = pd.DataFrame({"region": ["V4", "IT"]})
+    assert resolve_areas(plain) == {"V4": {"region": "V4"}, "IT": {"region": "IT"}}
+    assert resolve_areas(pd.DataFrame({"neuroid_id": ["a"]})) == {"all": {}}
+    with pytest.raises(ValueError, match="unknown area 'MT'"):
+        resolve_areas(hvm, ["MT"])
+
+
+def test_cli_errors(tmp_path: Path) -> None:
+    cli = _cli()
+    with pytest.raises(SystemExit):
+        cli.main(["--data", "synthetic"])  # --out is required
+    with pytest.raises(SystemExit):
+        cli.main(["--out", str(tmp_path), "--shared", "--weights-per-bin"])  # mutually exclusive
+    with pytest.raises(ValueError, match="--stimuli"):
+        cli.main(["--data", str(tmp_path / "missing.nc"), "--model", "rgc_intermediate", "--out", str(tmp_path)])
