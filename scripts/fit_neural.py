@@ -7,6 +7,8 @@ Examples:
   python scripts/fit_neural.py --data synthetic --model runs/demo/checkpoints/last.ckpt --out runs/neural_ckpt
   python scripts/fit_neural.py --model rgc_intermediate --weights w.pt --data assy.nc \\
       --stimuli stimulus_set.csv --stimuli-images stimuli.zip --out runs/hvm
+  python scripts/fit_neural.py --model ckpt.ckpt --data responses.h5 --key rates --stimuli stimulus_set.csv \\
+      --neuroids neuroids.csv --bins bins.csv --out runs/mine        # no brainio file: plain arrays
 
 Writes scores.csv, best_layers.csv, scores.json, predictivity_over_time.png and raw_over_time.png to --out
 (see convrnn/neural/pipeline.py).
@@ -57,8 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for the fits (default 1, robust on a shared machine; 0 = torch's default)")
     g = p.add_argument_group("data")
-    g.add_argument("--data", default="synthetic", help="'synthetic' or a brainio assembly (.nc)")
-    g.add_argument("--stimuli", help="stimulus-set CSV (stimulus_id, filename) for an assembly")
+    g.add_argument("--data", default="synthetic",
+                   help="'synthetic', a brainio assembly (.nc), or responses [repetitions, stimuli, neurons, bins] "
+                        "as .npy/.npz/.h5 (stimuli in the order of the --stimuli CSV's rows)")
+    g.add_argument("--stimuli", help="stimulus-set CSV (stimulus_id, filename, e.g. object_name) for an assembly "
+                                     "or a responses array")
+    g.add_argument("--neuroids", help="responses array only: CSV with one row per neuron (neuroid_id, region, "
+                                      "subregion, ...), in the array's order")
+    g.add_argument("--bins", help="responses array only (required): CSV with time_bin_start,time_bin_end in ms, or "
+                                  ".npy of (start, end) pairs or edges")
+    g.add_argument("--key", dest="responses_key", help="responses array only: the array's name in .npz/HDF5")
     g.add_argument("--stimuli-images", help="zip or folder with the stimulus images (default: next to the CSV)")
     g.add_argument("--regions", nargs="+", help="areas: V4 pIT cIT/aIT (default if a subregion coordinate "
                                                 "exists), region or subregion values, or values joined by '+'")
@@ -101,7 +111,8 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
         synthetic = replace(SyntheticConfig(), images_per_object_per_level=args.synthetic_images)
     return FitConfig(
         out=args.out, model=args.model, weights=args.weights, data=args.data, stimuli=args.stimuli,
-        stimuli_images=args.stimuli_images, layers=_names(args.layers), regions=_names(args.regions),
+        stimuli_images=args.stimuli_images, neuroids=args.neuroids, bins=args.bins, responses_key=args.responses_key,
+        layers=_names(args.layers), regions=_names(args.regions),
         regression=args.regression, n_components=args.n_components, mapping=args.mapping, offset=args.offset,
         convention=args.convention, splits=args.splits, n_splits=args.n_splits, device=args.device,
         input_size=args.input_size, width=args.width, seed=args.seed, times=args.times, image_off=args.image_off,

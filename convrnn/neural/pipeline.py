@@ -4,7 +4,8 @@ Steps of :func:`run`:
 
 1. **Data.** ``data="synthetic"``: the embedded synthetic V4/IT recordings (:mod:`convrnn.neural.synthetic`),
    generated once into ``synthetic_dir`` (default ``<out>/synthetic_data``) and reused. Otherwise a brainio
-   assembly (``.nc``) plus its stimulus set (CSV + zip/folder).
+   assembly (``.nc``) or a plain responses array (``.npy``/``.npz``/``.h5``), plus the stimulus set (CSV +
+   zip/folder).
 2. **Model.** :func:`convrnn.neural.checkpoint.load_model`: a zoo name/YAML (random weights from ``seed`` unless
    ``weights``), a ``train.py`` checkpoint, or ``"teacher"`` (the synthetic data's hidden teacher; a sanity check
    that must score high). With synthetic data and no model, the teacher's architecture is used as an untrained
@@ -40,7 +41,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from convrnn.neural.assembly import TrialData, load_assembly, trial_array
+from convrnn.neural.assembly import TrialData, load_assembly, load_plain, merge_stimulus_set, trial_array
 from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED, LoadedModel, load_model
 from convrnn.neural.features import extract_features, fit_pca, torch_threads
 from convrnn.neural.metrics import CONVENTIONS
@@ -64,6 +65,8 @@ logger = logging.getLogger(__name__)
 #: the PLS warning for features that are constant across stimuli (expected: feedforward layers after image offset)
 _CONSTANT_FEATURES = "the X residual vanished"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: ``data`` files read by the plain route (:func:`convrnn.neural.load_plain`) rather than as brainio assemblies
+PLAIN_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 
 
 @dataclass
@@ -78,6 +81,9 @@ class FitConfig:
     overhead, badly so on a busy machine); ``threads``: torch threads for the fits (1 by
     default: on a shared 2-core machine 2 threads took 107 s instead of 39 s for the synthetic demo's fits; None:
     torch's default).
+    ``data``: ``"synthetic"``, a brainio assembly (``.nc``), or a responses array (``.npy``/``.npz``/``.h5``,
+    ``[repetitions, stimuli, neurons, bins]`` in the stimulus CSV's row order) read with ``neuroids`` (CSV),
+    ``bins`` (CSV or .npy, required) and ``responses_key`` (the array's name in .npz/HDF5).
     ``synthetic``: the synthetic data's config; None = reuse the dataset in ``synthetic_dir`` whatever its
     config, or generate the default one.
     """
@@ -88,6 +94,9 @@ class FitConfig:
     data: str = "synthetic"
     stimuli: str | None = None
     stimuli_images: str | None = None
+    neuroids: str | None = None
+    bins: str | None = None
+    responses_key: str | None = None
     layers: Sequence[str] | None = None
     regions: Sequence[str] | None = None
     regression: str = "pls"
@@ -265,6 +274,13 @@ def _load_data(config: FitConfig) -> tuple[xr.DataArray | TrialData, pd.DataFram
     if not path.is_file():
         raise FileNotFoundError(f"assembly not found: {path}")
     stimuli = load_stimulus_set(config.stimuli, config.stimuli_images)
+    if path.suffix.lower() in PLAIN_SUFFIXES:
+        if config.bins is None:
+            raise ValueError(f"--bins is required with the responses array {path} (a .csv with time_bin_start, "
+                             "time_bin_end in ms, or a .npy of (start, end) pairs or edges): bins decide the model "
+                             "step each bin is fit to")
+        plain = load_plain(path, config.stimuli, config.neuroids, config.bins, key=config.responses_key)
+        return merge_stimulus_set(plain, stimuli), stimuli, None
     assembly = load_assembly(path, stimulus_set=stimuli)
     return assembly, stimuli, None
 
@@ -340,7 +356,8 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if constant:
             logger.info("%s: features without stimulus variance in some bins (before the image reaches the layer, or "
-                        "a feedforward layer after image offset); PLS has nothing to fit there: those bins score ~0",
+                        "a feedforward layer after image offset); PLS has nothing to fit there: those bins score NaN "
+                        "and are left out of the time averages",
                         layer)
         part.scores["n_components"] = n_components if config.regression == "pls" else np.nan
         parts.append(part)

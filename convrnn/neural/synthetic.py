@@ -18,8 +18,9 @@ with ``repetitions`` trials (default 20) in 10 ms bins 70-260 ms (19 bins, ``tim
 random weights (default ``rgc_intermediate``, 64 px, width 0.125, ``torch.manual_seed(teacher_seed)``) run with the
 neural presentation (26 steps, image off at 10), on the written PNGs through the same loader that scores models
 (:func:`convrnn.neural.features.extract_features`), so scoring the teacher itself sees bit-identical features.
-Site n of teacher layer L reads ``signal[s, n, b] = X_{L, t_b}[s] . w_n`` with one Gaussian weight vector w_n over
-all units of L, shared by every bin, scaled so the site's signal has unit variance averaged over bins. Step t_b is
+Site n of teacher layer L reads ``signal[s, n, b] = X_{L, t_b}[s] . w_n`` with one weight vector w_n over the units
+of L, a Gaussian mix of the layer's top ``readout_rank`` (default 8) principal axes, shared by every bin, scaled
+so the site's signal has unit variance averaged over bins. Step t_b is
 :func:`convrnn.neural.scoring.default_bin_steps` (``bin_start // 10 + offset``, offset 0: steps 7..25), the
 mapping that ``score_model`` uses by default. Layer per area (Nayebi's best layers for intermediate models, spec
 §1.4): V4 -> conv5/conv6, pIT -> conv7/conv8, cIT -> conv9, aIT -> conv10 (sites alternate between the two
@@ -395,8 +396,8 @@ def generate(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, 
                     shutil.rmtree(tmp, ignore_errors=True)
             return rec
         if not overwrite:
-            raise FileExistsError(f"{out} holds synthetic recordings with another config; pass overwrite=True "
-                                  "or use another directory")
+            raise FileExistsError(f"{out} holds synthetic recordings with another config; use another directory "
+                                  "(fit_neural.py: --synthetic-dir), delete this one, or pass overwrite=True")
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not a synthetic-recordings folder")
     out.parent.mkdir(parents=True, exist_ok=True)

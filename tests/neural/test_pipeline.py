@@ -175,3 +175,34 @@ def test_cli_errors(tmp_path: Path) -> None:
         cli.main(["--out", str(tmp_path), "--shared", "--weights-per-bin"])  # mutually exclusive
     with pytest.raises(ValueError, match="--stimuli"):
         cli.main(["--data", str(tmp_path / "missing.nc"), "--model", "rgc_intermediate", "--out", str(tmp_path)])
+
+
+def test_plain_arrays_route_equals_the_assembly_route(tiny: SyntheticRecordings, tmp_path: Path) -> None:
+    """The same trials as an HDF5 array + CSVs (no brainio file) give the same scores as the assembly file."""
+    import h5py
+
+    from convrnn.neural import load_assembly, trial_array
+
+    td = trial_array(load_assembly(tiny.assembly_path))
+    stimuli = pd.read_csv(tiny.stimuli_csv).set_index("stimulus_id").loc[td.stimulus_ids].reset_index()
+    stimuli.to_csv(tmp_path / "stimuli.csv", index=False)
+    td.neuroids.to_csv(tmp_path / "neuroids.csv", index=False)
+    pd.DataFrame(td.bins, columns=["time_bin_start", "time_bin_end"]).to_csv(tmp_path / "bins.csv", index=False)
+    with h5py.File(tmp_path / "responses.h5", "w") as f:
+        f["rates"] = td.trials
+    cli = _cli()
+    with pytest.raises(ValueError, match="--bins is required"):
+        cli.main(["--data", str(tmp_path / "responses.h5"), "--stimuli", str(tmp_path / "stimuli.csv"),
+                  "--stimuli-images", str(tiny.stimuli_csv.parent), "--model", "rgc_intermediate",
+                  "--out", str(tmp_path / "x")])
+    assert cli.main(["--data", str(tmp_path / "responses.h5"), "--key", "rates", "--stimuli",
+                     str(tmp_path / "stimuli.csv"), "--stimuli-images", str(tiny.stimuli_csv.parent), "--neuroids",
+                     str(tmp_path / "neuroids.csv"), "--bins", str(tmp_path / "bins.csv"), "--model",
+                     "rgc_intermediate", "--input-size", "32", "--width", "0.125", "--layers", "conv5", "--regions",
+                     "V4", "--n-splits", "2", "--no-progress", "--out", str(tmp_path / "plain")]) == 0
+    assert cli.main(["--data", str(tiny.assembly_path), "--stimuli", str(tiny.stimuli_csv), "--model",
+                     "rgc_intermediate", "--input-size", "32", "--width", "0.125", "--layers", "conv5", "--regions",
+                     "V4", "--n-splits", "2", "--no-progress", "--out", str(tmp_path / "nc")]) == 0
+    plain, nc = pd.read_csv(tmp_path / "plain" / "scores.csv"), pd.read_csv(tmp_path / "nc" / "scores.csv")
+    assert len(plain) == 19 and np.isfinite(plain["ceiling"]).all()
+    pd.testing.assert_frame_equal(plain, nc)
