@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise correction: R**2/c (default; ~1 = perfect), (R/c)**2 or R/c")
     g.add_argument("--splits", choices=["brainscore", "nayebi"], default="brainscore")
     g.add_argument("--n-splits", type=int, help="evaluation splits (default: 10 brainscore, 5 nayebi)")
+    g.add_argument("--nayebi-seeds", type=int, default=0, metavar="N",
+                   help="also report Nayebi's r~ (brainmodel_utils r_xy_n_sb: maps refit on trial halves) for each "
+                        "area's best layer, over N split-half seeds (brainmodel_utils uses 1000; each seed costs two "
+                        "extra fits per split and bin). Column nayebi_r; default 0 = off")
     g.add_argument("--min-ceiling", type=float, default=0.2,
                    help="bins with a lower area ceiling are flagged unreliable and not plotted")
     g = p.add_argument_group("output")
@@ -118,7 +122,8 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
         input_size=args.input_size, width=args.width, seed=args.seed, times=args.times, image_off=args.image_off,
         batch_size=args.batch_size, pca=args.pca, pca_images=args.pca_images, synthetic=synthetic,
         synthetic_dir=args.synthetic_dir, keep_features=args.keep_features, min_ceiling=args.min_ceiling,
-        model_threads=args.model_threads or None, threads=args.threads or None, progress=not args.no_progress,
+        nayebi_seeds=args.nayebi_seeds, model_threads=args.model_threads or None, threads=args.threads or None,
+        progress=not args.no_progress,
     )
 
 

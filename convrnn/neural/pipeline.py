@@ -44,9 +44,10 @@ from tqdm.auto import tqdm
 from convrnn.neural.assembly import TrialData, load_assembly, load_plain, merge_stimulus_set, trial_array
 from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED, LoadedModel, load_model
 from convrnn.neural.features import extract_features, fit_pca, torch_threads
-from convrnn.neural.metrics import CONVENTIONS
+from convrnn.neural.mapping import PLSRegression, RidgeCV
+from convrnn.neural.metrics import CONVENTIONS, nayebi_consistency
 from convrnn.neural.plots import plot_over_time
-from convrnn.neural.scoring import NAYEBI_AREAS, ScoringResult, default_bin_steps, score_model
+from convrnn.neural.scoring import NAYEBI_AREAS, ScoringResult, _area_masks, default_bin_steps, score_model
 from convrnn.neural.splits import make_splits
 from convrnn.neural.stimuli import load_stimulus_set
 from convrnn.neural.synthetic import (
@@ -84,6 +85,8 @@ class FitConfig:
     ``data``: ``"synthetic"``, a brainio assembly (``.nc``), or a responses array (``.npy``/``.npz``/``.h5``,
     ``[repetitions, stimuli, neurons, bins]`` in the stimulus CSV's row order) read with ``neuroids`` (CSV),
     ``bins`` (CSV or .npy, required) and ``responses_key`` (the array's name in .npz/HDF5).
+    ``nayebi_seeds``: when > 0, also Nayebi's r̃ (brainmodel_utils ``r_xy_n_sb``) of each area's best layer per
+    bin, over that many split-half seeds (brainmodel_utils: 1,000), on the evaluation splits.
     ``synthetic``: the synthetic data's config; None = reuse the dataset in ``synthetic_dir`` whatever its
     config, or generate the default one.
     """
@@ -124,6 +127,7 @@ class FitConfig:
     model_threads: int | None = 1
     threads: int | None = 1
     progress: bool = True
+    nayebi_seeds: int = 0
 
 
 @dataclass
@@ -325,10 +329,7 @@ def _best_layers(time_averaged: pd.DataFrame, selection: pd.DataFrame, areas: Se
 def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str, dict[str, Any]],
            steps: Sequence[int], config: FitConfig, strata: str | None) -> ScoringResult:
     """``score_model`` per layer (progress bar), merged into one result."""
-    splits = None
-    if config.n_splits is not None:
-        labels = td.stimuli[strata].astype(str).to_numpy() if strata else None
-        splits = make_splits(len(td.stimulus_ids), labels, scheme=config.splits, n_splits=config.n_splits)
+    splits = _evaluation_splits(td, config, strata) if config.n_splits is not None else None
     parts: list[ScoringResult] = []
     bar = tqdm(layers, desc="fitting", unit="layer", disable=not config.progress)
     for layer in bar:
@@ -373,6 +374,45 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
         neuroid_r=xr.concat([p.neuroid_r for p in parts], dim="layer"),
         info={**parts[0].info, "layers": list(layers)},
     )
+
+
+def _evaluation_splits(td: TrialData, config: FitConfig, strata: str | None) -> list:
+    labels = td.stimuli[strata].astype(str).to_numpy() if strata else None
+    return make_splits(len(td.stimulus_ids), labels, scheme=config.splits, n_splits=config.n_splits)
+
+
+def _nayebi_scores(features: Any, td: TrialData, best_of: Mapping[str, str], areas: dict[str, dict[str, Any]],
+                   steps: Sequence[int], config: FitConfig, strata: str | None) -> pd.DataFrame:
+    """Nayebi's r̃ per (area, best layer, bin): maps refit on each trial half, model reliability in the denominator.
+
+    Why only the best layers: every (split, seed) needs two extra fits, so all layers would multiply the cost of
+    scoring by ~2 x ``nayebi_seeds``.
+    """
+    splits = _evaluation_splits(td, config, strata)
+    masks = _area_masks(td.neuroids, areas)
+
+    def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+        if config.regression == "pls":
+            estimator = PLSRegression(min(config.n_components, *x_train.shape), device=config.device)
+        else:
+            estimator = RidgeCV(device=config.device)
+        return np.asarray(estimator.fit(x_train, y_train).predict(x_test))
+
+    rows = []
+    bar = tqdm(total=len(best_of) * len(steps), desc="Nayebi r~", unit="bin", disable=not config.progress)
+    for area, layer in best_of.items():
+        for b, step in enumerate(steps):
+            X = np.asarray(features.get(layer, step), dtype=np.float64)
+            value = np.nan
+            if np.ptp(X, axis=0).max(initial=0.0) > 0:  # no stimulus variance: nothing to fit (as in scoring)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # near-constant targets of single halves
+                    value = nayebi_consistency(X, td.trials[:, :, masks[area], b], fit_predict, splits,
+                                               n_seeds=config.nayebi_seeds).score()
+            rows.append(dict(area=area, layer=layer, bin=td.bins[b, 0], nayebi_r=value))
+            bar.update()
+    bar.close()
+    return pd.DataFrame(rows, columns=["area", "layer", "bin", "nayebi_r"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -454,14 +494,23 @@ def _run(config: FitConfig) -> FitResult:
         if config.splits == "brainscore" else None
     result = _score(features, td, layers, areas, steps, config, strata)
     timings["scoring_s"] = time.perf_counter() - t0
+    best_of = dict(zip(result.best_layers["area"], result.best_layers["layer"], strict=True))
+    nayebi = None
+    if config.nayebi_seeds > 0:
+        t0 = time.perf_counter()
+        nayebi = _nayebi_scores(features, td, best_of, areas, steps, config, strata)
+        timings["nayebi_s"] = time.perf_counter() - t0
     if not config.keep_features:
         del features
         shutil.rmtree(feature_dir, ignore_errors=True)
 
     t0 = time.perf_counter()
     best = result.best_layers
-    best_of = dict(zip(best["area"], best["layer"], strict=True))
     rows = result.scores.copy()
+    if nayebi is not None:
+        rows = rows.merge(nayebi, on=["area", "layer", "bin"], how="left")
+        best = best.merge(nayebi.groupby(["area", "layer"])["nayebi_r"].mean().reset_index(), on=["area", "layer"],
+                          how="left")
     rows["is_best"] = [best_of.get(a) == layer for a, layer in zip(rows["area"], rows["layer"], strict=True)]
     rows["reliable"] = rows["ceiling"] >= config.min_ceiling
     rows["model"] = loaded.name

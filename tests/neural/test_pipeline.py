@@ -206,3 +206,22 @@ def test_plain_arrays_route_equals_the_assembly_route(tiny: SyntheticRecordings,
     plain, nc = pd.read_csv(tmp_path / "plain" / "scores.csv"), pd.read_csv(tmp_path / "nc" / "scores.csv")
     assert len(plain) == 19 and np.isfinite(plain["ceiling"]).all()
     pd.testing.assert_frame_equal(plain, nc)
+
+
+def test_nayebi_r_tilde_of_the_best_layer(tiny: SyntheticRecordings, tmp_path: Path) -> None:
+    """--nayebi-seeds adds brainmodel_utils' r~ for the best layer: ~1 for the teacher at its true layer."""
+    out = tmp_path / "fit"
+    assert _cli().main(["--data", "synthetic", "--synthetic-dir", str(tiny.root), "--model", "teacher", "--layers",
+                        "conv5", "--regions", "V4", "--n-splits", "3", "--nayebi-seeds", "3", "--no-progress",
+                        "--out", str(out)]) == 0
+    table = pd.read_csv(out / "scores.csv")
+    assert "nayebi_r" in table.columns and len(table) == 19
+    reliable = table[table["reliable"]]
+    assert len(reliable) >= 17 and np.isfinite(reliable["nayebi_r"]).all()
+    # the teacher's features carry the sites' whole signal: noise-corrected consistency close to 1
+    assert reliable["nayebi_r"].median() > 0.9, reliable["nayebi_r"].round(3).tolist()
+    # r~ corrects the raw r upwards by both reliabilities
+    assert (reliable["nayebi_r"] > reliable["raw_r"]).mean() > 0.9
+    best = pd.read_csv(out / "best_layers.csv")
+    assert np.isfinite(best["nayebi_r"]).all()
+    assert "nayebi_s" in json.loads((out / "scores.json").read_text())["timings"]
