@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	WANDB_MODE=disabled $(PY) -m pytest -q
 	$(VENV)/bin/ruff check .
+
+## Every benchmark at its documented size (CPU; tens of minutes on 2 cores). Figures go in docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) benchmarks/unroll.py --channels-last
+	$(PY) benchmarks/data.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/neural_fit.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

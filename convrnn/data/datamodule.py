@@ -275,13 +275,28 @@ class EpochLoader:
         _shutdown(self.loader, self._it)
         self._it = None
 
+    # hooks for subclasses that keep more state (convrnn.training.data.ResumableEpochLoader)
+    def _start(self) -> None:
+        self._it = iter(self.loader)
+
+    def _next(self) -> Batch:
+        assert self._it is not None
+        return next(self._it)
+
+    def _epoch_samples(self) -> int:
+        """Samples the epoch that is starting has (a resumed epoch may have fewer)."""
+        return self.num_samples
+
+    def _taken(self, remaining: int) -> None:
+        """Called after each batch with the samples the epoch still has."""
+
     def __iter__(self) -> Iterator[Batch]:
         if self._it is None:
-            self._it = iter(self.loader)
-        remaining = self.num_samples
+            self._start()
+        remaining = self._epoch_samples()
         while remaining > 0:
             try:
-                batch = next(self._it)
+                batch = self._next()
             except StopIteration:
                 self._it = None
                 raise RuntimeError("the resampled training stream ended; this should not happen") from None
@@ -290,6 +305,7 @@ class EpochLoader:
                 batch = tuple(x[:remaining] for x in batch)
                 n = remaining
             remaining -= n
+            self._taken(remaining)
             yield batch
 
 

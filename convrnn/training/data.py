@@ -15,16 +15,15 @@ Why here and not in ``convrnn.data``: both are about *running* training. ``Train
 from __future__ import annotations
 
 import hashlib
-import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader
 
-from convrnn.data.datamodule import ShardDataModule
+from convrnn.data.datamodule import EpochLoader, ShardDataModule
 from convrnn.data.synthetic_objects import write_synthetic_shards
 
 ResumeMode = Literal["exact", "reseed"]
@@ -51,20 +50,19 @@ def _mix(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
 
 
-class ResumableEpochLoader:
-    """Cuts an endless batch stream into epochs of ``num_samples`` samples and can resume mid-stream.
+class ResumableEpochLoader(EpochLoader):
+    """An :class:`~convrnn.data.datamodule.EpochLoader` that can resume mid-stream.
 
-    Same epoch semantics as ``convrnn.data.datamodule.EpochLoader`` (the stream continues across epochs; the
-    last batch of an epoch is truncated to the epoch size), plus the ``state_dict`` Lightning saves in each
-    checkpoint: how many batches were taken from the stream and how many samples the epoch still has.
-    ``make_loader(stream_seed)`` builds the underlying DataLoader; stream 0 is the run's own stream.
+    Same epoch semantics (the stream continues across epochs; the last batch of an epoch is truncated to the
+    epoch size), plus the ``state_dict`` Lightning saves in each checkpoint: how many batches were taken from
+    the stream and how many samples the epoch still has. ``make_loader(stream_seed)`` builds the underlying
+    DataLoader (``self.loader``); stream 0 is the run's own stream.
     """
 
     def __init__(self, make_loader: Callable[[int], DataLoader], num_samples: int, batch_size: int, seed: int,
                  rank: int, resume: ResumeMode = "exact") -> None:
+        super().__init__(None, num_samples, batch_size)  # type: ignore[arg-type]  # built per stream in _start
         self.make_loader = make_loader
-        self.num_samples = int(num_samples)
-        self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.rank = int(rank)
         self.resume = resume
@@ -73,11 +71,7 @@ class ResumableEpochLoader:
         self.total_batches = 0  # batches taken over the whole run (all streams)
         self.epoch_remaining = 0  # samples left in the current epoch (0 = at an epoch boundary)
         self._skip = 0
-        self._it: Iterator | None = None
         self._py_state: Any = None
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
 
     # ------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, int | str]:
@@ -107,7 +101,7 @@ class ResumableEpochLoader:
 
     # ---------------------------------------------------------------------------------------- stream
     def _start(self) -> None:
-        loader = self.make_loader(self.stream)
+        self.loader = loader = self.make_loader(self.stream)
         stream_seed = _mix("convrnn-train-stream", self.seed, self.rank, self.stream)
         # DataLoader draws each worker's base seed (python `random`, torch) from this generator
         loader.generator = torch.Generator().manual_seed(stream_seed)
@@ -119,38 +113,25 @@ class ResumableEpochLoader:
             self._next()
 
     def _next(self) -> Any:
-        assert self._it is not None
         if self._py_state is None:
-            batch = next(self._it)
+            batch = super()._next()
         else:
             outer = random.getstate()
             random.setstate(self._py_state)
             try:
-                batch = next(self._it)
+                batch = super()._next()
             finally:
                 self._py_state = random.getstate()
                 random.setstate(outer)
         self.stream_batches += 1
         return batch
 
-    def __iter__(self) -> Iterator[Any]:
-        if self._it is None:
-            self._start()
-        remaining = self.epoch_remaining or self.num_samples
-        while remaining > 0:
-            try:
-                batch = self._next()
-            except StopIteration:
-                self._it = None
-                raise RuntimeError("the resampled training stream ended; this should not happen") from None
-            n = len(batch[1])
-            if n > remaining:
-                batch = tuple(x[:remaining] for x in batch)
-                n = remaining
-            remaining -= n
-            self.epoch_remaining = remaining
-            self.total_batches += 1
-            yield batch
+    def _epoch_samples(self) -> int:
+        return self.epoch_remaining or self.num_samples
+
+    def _taken(self, remaining: int) -> None:
+        self.epoch_remaining = remaining
+        self.total_batches += 1
 
 
 class TrainingDataModule(ShardDataModule):
@@ -200,8 +181,9 @@ class TrainingDataModule(ShardDataModule):
 
     def train_dataloader(self) -> ResumableEpochLoader:  # type: ignore[override]
         super().train_dataloader()  # resolves and checks the shards (builds a DataLoader but starts nothing)
-        return ResumableEpochLoader(self._stream_loader, self.train_samples_per_rank, self.batch_size,
-                                    self.seed, self.rank, self.resume)
+        self._train_loader = ResumableEpochLoader(self._stream_loader, self.train_samples_per_rank, self.batch_size,
+                                                  self.seed, self.rank, self.resume)  # teardown() closes it
+        return self._train_loader
 
     def test_dataloader(self) -> Any:
         """``test`` evaluates on the val split (ImageNet's test labels are not public)."""
