@@ -357,8 +357,8 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if constant:
             logger.info("%s: features without stimulus variance in some bins (before the image reaches the layer, or "
-                        "a feedforward layer after image offset); PLS has nothing to fit there: those bins score NaN "
-                        "and are left out of the time averages",
+                        "a feedforward layer after image offset); PLS has nothing to fit there: the map predicts a "
+                        "constant, so those bins score ~0 (NaN where r is undefined)",
                         layer)
         part.scores["n_components"] = n_components if config.regression == "pls" else np.nan
         parts.append(part)
