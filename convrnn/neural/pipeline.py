@@ -404,7 +404,7 @@ def _nayebi_scores(features: Any, td: TrialData, best_of: Mapping[str, str], are
         for b, step in enumerate(steps):
             X = np.asarray(features.get(layer, step), dtype=np.float64)
             value = np.nan
-            if np.ptp(X, axis=0).max(initial=0.0) > 0:  # no stimulus variance: nothing to fit (as in scoring)
+            if np.ptp(X, axis=0).max(initial=0.0) > 0:  # no stimulus variance: r~ is undefined, left NaN
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # near-constant targets of single halves
                     value = nayebi_consistency(X, td.trials[:, :, masks[area], b], fit_predict, splits,
