@@ -26,8 +26,8 @@ test: $(STAMP)
 ## Every benchmark at its documented size (CPU; tens of minutes on 2 cores). Figures go in docs/benchmarks.md.
 bench: $(STAMP)
 	$(PY) benchmarks/unroll.py --channels-last
-	$(PY) benchmarks/data.py
-	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/data.py --n 500 --repeats 5
+	$(PY) benchmarks/train_step.py --steps 60
 	$(PY) benchmarks/neural_fit.py
 
 lint: $(STAMP)

@@ -20,13 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["rgc_intermediate", "lstm_shallow"])
-def test_model_on_cuda_equals_cpu(name: str) -> None:
+def test_model_on_cuda_equals_cpu(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full fp32 on both sides; restored afterwards
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     size = 96 if name.endswith("shallow") else 64
     model = convrnn.build_model(name, input_size=size, width_multiplier=0.25, num_classes=10).eval()
     images = torch.randn(4, 3, size, size)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     with torch.no_grad():
         cpu = model(images, return_features=["conv4"])
         gpu = model.cuda()(images.cuda(), return_features=["conv4"])
