@@ -15,6 +15,7 @@ Why here and not in ``convrnn.data``: both are about *running* training. ``Train
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -178,6 +179,12 @@ class TrainingDataModule(ShardDataModule):
             return super().train_dataloader().loader
         finally:
             self.seed = seed
+
+    @property
+    def train_batches_per_epoch(self) -> int:
+        """Training batches per epoch per rank (what ``len(train_dataloader())`` will be), from the shard index
+        alone: the LR schedule needs it before the loader may be built (see ``ConvRNNModule.total_training_steps``)."""
+        return math.ceil(self.train_samples_per_rank / self.batch_size)
 
     def train_dataloader(self) -> ResumableEpochLoader:  # type: ignore[override]
         super().train_dataloader()  # resolves and checks the shards (builds a DataLoader but starts nothing)

@@ -363,12 +363,37 @@ class ConvRNNModule(pl.LightningModule):
                                                               "global batch is unknown; set lr directly")
         return float(self.hparams.lr) * batch / ref
 
+    def total_training_steps(self) -> float:
+        """Optimiser steps this run will take (``inf`` if unbounded), computed without building a loader.
+
+        Why not ``trainer.estimated_stepping_batches``: it builds the training loader when ``max_epochs`` is set,
+        and it does so before Lightning restores the checkpoint, so on ``--ckpt_path`` the loader's saved position
+        would never be loaded (the resumed run would replay the start of the epoch). The datamodule knows its
+        epoch length (``train_batches_per_epoch``) from the shard index, so we use that, and fall back to
+        Lightning's estimate only for datamodules that don't.
+        """
+        trainer = self.trainer
+        dm = getattr(trainer, "datamodule", None)
+        per_epoch = getattr(dm, "train_batches_per_epoch", None)
+        if not isinstance(per_epoch, int):
+            return float(trainer.estimated_stepping_batches)
+        max_steps = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > -1 else None
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > -1 else None
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            per_epoch = min(per_epoch, limit)
+        elif limit is not None:
+            per_epoch = int(per_epoch * float(limit))
+        per_epoch = math.ceil(per_epoch / trainer.accumulate_grad_batches)
+        by_epochs = float(per_epoch * max_epochs) if max_epochs is not None else math.inf
+        return float(min(max_steps, by_epochs)) if max_steps is not None else by_epochs
+
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         lr = self.peak_lr()
         optimizer = build_optimizer(decay_groups(self.model, h.weight_decay_scale), h.optimizer, lr=lr,
                                     momentum=h.momentum, nesterov=h.nesterov)
-        total = self.trainer.estimated_stepping_batches
+        total = self.total_training_steps()
         if not math.isfinite(total):
             raise InvalidTrainingConfig("schedule", "the number of training steps is unknown (an endless "
                                                     "loader and no trainer.max_steps); set trainer.max_steps")
