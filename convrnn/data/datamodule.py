@@ -15,9 +15,14 @@ worker, so every sample is seen exactly once across all ranks. The expected coun
 validation epoch. With fewer val shards than ``world_size * num_workers``, some worker would get nothing
 and DDP validation could hang, so :meth:`ShardDataModule.setup` refuses that with a clear message.
 
-Samples whose image cannot be decoded are skipped, counted in a counter shared by all workers
-(``train_corrupt_count`` / ``val_corrupt_count``) and logged. A missing, empty or unreadable shard, or an
-empty shard list, is an error that names the path.
+Bad data does not stop training (see :mod:`convrnn.data.skips`). A sample whose image cannot be decoded is
+skipped. A damaged shard (cut inside a member, cut at a member boundary, unreadable) gives what could be read,
+and the samples it lacks (its count in ``dataset.json`` minus what was read) are counted as lost; the shard is
+named in a warning. The worker attaches these counts to each batch it makes; the loaders below strip them off
+and add them up in the main process (``train_skips`` / ``val_skips``), so they are exact with any number of
+workers. :class:`~convrnn.data.skips.SkippedSamplesLogger` logs them as metrics. A missing or empty shard, an
+empty shard list or a bad argument is a :class:`~convrnn.errors.UserConfigError` naming the config key
+(``data.val_shards``) and the path or value, raised before any data is read.
 
 Speed (see ``benchmarks/data.py``):
 
@@ -32,9 +37,9 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import multiprocessing as mp
 import os
 import random
+import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -48,15 +53,16 @@ import webdataset as wds
 from torch.utils.data import DataLoader, get_worker_info
 
 from convrnn.data.shards import INDEX_NAME, count_tar_samples, read_index, split_shard_paths
+from convrnn.data.skips import SkipRecorder, SkipTally, batches, per_shard, read_shards, split_report
 from convrnn.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CorruptSampleError,
     Normalize,
     TrainTransform,
     ValTransform,
     default_val_resize,
 )
+from convrnn.errors import UserConfigError
 
 log = logging.getLogger(__name__)
 
@@ -82,52 +88,68 @@ def _is_local(url: str) -> bool:
     return "://" not in url and not url.startswith("pipe:")
 
 
-def _check_readable(path: str) -> None:
+def _check_readable(path: str, key: str) -> None:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"shard not found: {path}")
+        if not p.parent.is_dir():
+            raise UserConfigError(key, f"the directory {p.parent} (of shard {p.name}) does not exist")
+        raise UserConfigError(key, f"shard not found: {path}")
     if p.stat().st_size == 0:
-        raise ValueError(f"shard is empty (0 bytes): {path}")
+        raise UserConfigError(key, f"shard is empty (0 bytes): {path}")
     try:
         with open(p, "rb") as f:
             f.read(512)
     except OSError as exn:
-        raise OSError(f"shard not readable: {path}: {exn}") from exn
+        raise UserConfigError(key, f"shard not readable: {path}: {exn}") from None
 
 
-def resolve_shards(spec: str, split: str) -> ShardList:
+def _looks_like_a_directory(spec: str) -> bool:
+    """A path that names no file pattern: no braces, no ``::``, no ``.tar``/``.tgz``, not ``dataset.json``."""
+    name = Path(spec).name
+    return not any(c in spec for c in "{}:") and not name.endswith((".tar", ".tgz", ".tar.gz", INDEX_NAME))
+
+
+def resolve_shards(spec: str, split: str, key: str | None = None) -> ShardList:
     """Turn ``spec`` into a list of shards.
 
     ``spec`` may be a directory holding ``dataset.json``, the ``dataset.json`` file, or a webdataset URL
     pattern (``dir/name-{000000..000009}.tar``, several joined by ``::``). Local shards must exist and be
-    non-empty. Counts come from a ``dataset.json`` beside the shards, else from the tar headers.
+    non-empty. Counts come from a ``dataset.json`` beside the shards, else from the tar headers. Errors are
+    :class:`~convrnn.errors.UserConfigError` naming ``key`` (default ``{split}_shards``).
     """
+    key = key or f"{split}_shards"
     if not spec or not str(spec).strip():
-        raise ValueError(f"empty shard list for {split!r}: got {spec!r}")
+        raise UserConfigError(key, f"empty shard list for {split!r}: got {spec!r}")
     spec = os.path.expanduser(str(spec))
     p = Path(spec)
+    if not p.exists() and _looks_like_a_directory(spec):
+        raise UserConfigError(key, f"the directory {spec} does not exist")
     if p.is_dir() or p.name == INDEX_NAME:
         index_dir = p if p.is_dir() else p.parent
         if not (index_dir / INDEX_NAME).is_file():
-            raise FileNotFoundError(
-                f"{index_dir / INDEX_NAME} not found: pass a directory written by scripts/make_shards.py "
-                "or scripts/make_synthetic.py, or a brace pattern such as "
-                "'dir/imagenet-train-{000000..000146}.tar'"
+            raise UserConfigError(
+                key,
+                f"{index_dir / INDEX_NAME} not found: pass a directory written by convrnn-make-shards "
+                "(scripts/make_shards.py) or scripts/make_synthetic.py, or a brace pattern such as "
+                "'dir/imagenet-train-{000000..000146}.tar'",
             )
-        index = read_index(index_dir)
-        urls, counts = split_shard_paths(index_dir, index, split)
+        try:
+            index = read_index(index_dir)
+            urls, counts = split_shard_paths(index_dir, index, split)
+        except (ValueError, OSError) as exn:
+            raise UserConfigError(key, str(exn)) from None
         if not urls:
-            raise ValueError(f"empty shard list: {index_dir / INDEX_NAME} lists no shards for {split!r}")
+            raise UserConfigError(key, f"empty shard list: {index_dir / INDEX_NAME} lists no shards for {split!r}")
         for u in urls:
-            _check_readable(u)
+            _check_readable(u, key)
         return ShardList(spec, urls, counts, index.get("classes"))
     urls = wds.shardlists.expand_urls(spec)
     if not urls:
-        raise ValueError(f"empty shard list: {spec!r} expands to no shards")
+        raise UserConfigError(key, f"empty shard list: {spec!r} expands to no shards")
     if not all(_is_local(u) for u in urls):
         return ShardList(spec, urls, None, None)
     for u in urls:
-        _check_readable(u)
+        _check_readable(u, key)
     counts, classes = _counts_from_indexes(urls)
     return ShardList(spec, urls, counts, classes)
 
@@ -150,8 +172,25 @@ def _counts_from_indexes(urls: Sequence[str]) -> tuple[list[int], list[str] | No
                     for sh in sp["shards"]:
                         by_dir[d][sh["name"]] = int(sh["num_samples"])
         n = by_dir[d].get(Path(u).name)
-        counts.append(n if n is not None else count_tar_samples(u))
+        counts.append(n if n is not None else _count_or_warn(u))
     return counts, classes
+
+
+def _count_or_warn(url: str) -> int:
+    """Samples in a shard without an index entry (tar headers); for a damaged one, those before the damage."""
+    try:
+        return count_tar_samples(url)
+    except (OSError, tarfile.TarError) as exn:
+        n = count_tar_samples(url, stop_at_error=True)
+        log.warning(
+            "shard %s is damaged (%s: %s) and no dataset.json lists its size: expecting the %d sample(s) "
+            "before the damage, so its loss cannot be counted",
+            url,
+            type(exn).__name__,
+            exn,
+            n,
+        )
+        return n
 
 
 # ------------------------------------------------------------------------------- rank / worker info
@@ -225,46 +264,19 @@ def _collate(samples: list[tuple[torch.Tensor, int, str]], normalize: Normalize 
     return images, labels
 
 
-# ------------------------------------------------------------------------------------ corrupt samples
-class CorruptSampleCounter:
-    """webdataset exception handler: skip, count and log undecodable samples; re-raise anything else.
-
-    The count lives in shared memory, so increments made in DataLoader worker processes are visible in
-    the main process. Create it after any process spawn (the DataModule does so in ``setup``).
-    """
-
-    def __init__(self, name: str, log_first: int = 20) -> None:
-        self.name = name
-        self.log_first = log_first
-        self._count = mp.get_context("spawn").Value("q", 0)
-
-    @property
-    def value(self) -> int:
-        return int(self._count.value)
-
-    def __call__(self, exn: BaseException) -> bool:
-        if not isinstance(exn, CorruptSampleError):
-            raise exn
-        with self._count.get_lock():
-            self._count.value += 1
-            n = self._count.value
-        if n <= self.log_first or n % 1000 == 0:
-            log.warning("%s: skipped corrupt sample #%d: %s", self.name, n, exn)
-        return True
-
-
 # ------------------------------------------------------------------------------------------ loaders
 class EpochLoader:
     """An endless batch stream cut into epochs of exactly ``num_samples`` samples (last batch truncated).
 
     ``len()`` is the number of batches per epoch, so Lightning knows the epoch length and every rank runs
-    the same number of steps.
+    the same number of steps. The skip report each batch carries is added to ``skips`` and removed.
     """
 
-    def __init__(self, loader: DataLoader, num_samples: int, batch_size: int) -> None:
+    def __init__(self, loader: DataLoader, num_samples: int, batch_size: int, skips: SkipTally | None = None) -> None:
         self.loader = loader
         self.num_samples = int(num_samples)
         self.batch_size = int(batch_size)
+        self.skips = skips if skips is not None else SkipTally("train")
         self._it: Iterator | None = None
 
     def __len__(self) -> int:
@@ -300,7 +312,12 @@ class EpochLoader:
             except StopIteration:
                 self._it = None
                 raise RuntimeError("the resampled training stream ended; this should not happen") from None
+            batch, report = split_report(batch)
+            if report is not None:
+                self.skips.add(report)
             n = len(batch[1])
+            if n == 0:
+                continue
             if n > remaining:
                 batch = tuple(x[:remaining] for x in batch)
                 n = remaining
@@ -313,11 +330,14 @@ class SizedLoader:
     """A finite loader with a known number of batches (``len``), for exact validation.
 
     With ``num_batches=None`` (unknown), ``len()`` raises TypeError, which Lightning reads as "unsized".
+    Each pass starts ``skips`` from zero and adds the skip reports the batches carry (removing them).
+    Damaged shards give fewer batches than ``len()``.
     """
 
-    def __init__(self, loader: DataLoader, num_batches: int | None) -> None:
+    def __init__(self, loader: DataLoader, num_batches: int | None, skips: SkipTally | None = None) -> None:
         self.loader = loader
         self.num_batches = None if num_batches is None else int(num_batches)
+        self.skips = skips if skips is not None else SkipTally("val")
 
     def __len__(self) -> int:
         if self.num_batches is None:
@@ -325,7 +345,21 @@ class SizedLoader:
         return self.num_batches
 
     def __iter__(self) -> Iterator[Batch]:
-        return iter(self.loader)
+        # One batch of lookahead: the last batch goes out only once the stream has ended, so the skip counts
+        # that follow it (those of the last shards) are in ``skips`` even if the consumer stops after
+        # ``len()`` batches, as Lightning does.
+        self.skips.reset()
+        ready = None
+        for raw in self.loader:
+            batch, report = split_report(raw)
+            if report is not None:
+                self.skips.add(report)
+            if len(batch[1]):
+                if ready is not None:
+                    yield ready
+                ready = batch
+        if ready is not None:
+            yield ready
 
     def close(self) -> None:
         """Stop persistent worker processes now."""
@@ -342,6 +376,16 @@ def _shutdown(loader: DataLoader, it: Any) -> None:
         loader._iterator = None
 
 
+def _empty_batch(image_size: int, with_keys: bool) -> tuple:
+    """A batch without samples: carries skip counts at the end of a finite stream (the loaders drop it)."""
+    empty = (torch.empty(0, 3, image_size, image_size, dtype=torch.uint8), torch.empty(0, dtype=torch.long))
+    return (*empty, []) if with_keys else empty
+
+
+def _expected(urls: Sequence[str], counts: Sequence[int] | None) -> dict[str, int] | None:
+    return None if counts is None else dict(zip(urls, (int(c) for c in counts), strict=True))
+
+
 def build_train_pipeline(
     urls: Sequence[str],
     transform: Callable,
@@ -349,14 +393,24 @@ def build_train_pipeline(
     shuffle_buffer: int,
     seed: int,
     rank: int,
-    handler: Callable[[BaseException], bool],
+    recorder: SkipRecorder,
     with_keys: bool = False,
     normalize: Normalize | None = None,
+    counts: Sequence[int] | None = None,
+    image_size: int = 0,
 ) -> wds.DataPipeline:
-    """Per-worker training pipeline: resampled shards -> samples -> shuffle -> transform -> full batches."""
+    """Per-worker training pipeline: resampled shards -> samples -> shuffle -> transform -> full batches.
+
+    ``counts`` (per shard, from the index) lets the reader count what a damaged shard lacks; ``recorder``
+    collects skipped samples and rides on each batch (:mod:`convrnn.data.skips`).
+    """
+    collate = partial(_collate, normalize=normalize, with_keys=with_keys)
+    empty = partial(_empty_batch, image_size, with_keys)
     return wds.DataPipeline(
         wds.ResampledShards(list(urls), seed=seed, worker_seed=partial(_resample_seed, rank), deterministic=True),
-        wds.tarfile_to_samples(),
+        partial(
+            read_shards, recorder=recorder, expected=_expected(urls, counts), max_empty_reads=max(64, 4 * len(urls))
+        ),
         partial(
             _seeded_shuffle,
             bufsize=max(1, shuffle_buffer),
@@ -364,12 +418,8 @@ def build_train_pipeline(
             seed=seed,
             rank=rank,
         ),
-        wds.map(transform, handler=handler),
-        wds.batched(
-            batch_size,
-            collation_fn=partial(_collate, normalize=normalize, with_keys=with_keys),
-            partial=False,
-        ),
+        wds.map(transform, handler=recorder),
+        partial(batches, batch_size=batch_size, collate=collate, recorder=recorder, partial=False, empty=empty),
     )
 
 
@@ -379,18 +429,26 @@ def build_val_pipeline(
     batch_size: int,
     rank: int,
     world_size: int,
-    handler: Callable[[BaseException], bool],
+    recorder: SkipRecorder,
     with_keys: bool = False,
     normalize: Normalize | None = None,
+    counts: Sequence[int] | None = None,
+    image_size: int = 0,
 ) -> wds.DataPipeline:
-    """Per-worker validation pipeline: this rank's and worker's shards, in order, each sample once."""
+    """Per-worker validation pipeline: this rank's and worker's shards, in order, each sample once.
+
+    ``counts`` and ``recorder`` as in :func:`build_train_pipeline`; ``image_size`` shapes the empty batch
+    that carries the last skip counts when no samples are left to carry them.
+    """
+    collate = partial(_collate, normalize=normalize, with_keys=with_keys)
+    empty = partial(_empty_batch, image_size, with_keys)
     return wds.DataPipeline(
         wds.SimpleShardList(list(urls)),
         partial(_split_by_node, rank=rank, world_size=world_size),
         wds.split_by_worker,
-        wds.tarfile_to_samples(),
-        wds.map(transform, handler=handler),
-        wds.batched(batch_size, collation_fn=partial(_collate, normalize=normalize, with_keys=with_keys), partial=True),
+        partial(read_shards, recorder=recorder, expected=_expected(urls, counts)),
+        wds.map(transform, handler=recorder),
+        partial(batches, batch_size=batch_size, collate=collate, recorder=recorder, partial=True, empty=empty),
     )
 
 
@@ -402,12 +460,61 @@ def val_batches_per_rank(counts: Sequence[int], batch_size: int, rank: int, worl
 
 
 # ----------------------------------------------------------------------------------------- the module
+def _check_args(
+    batch_size: int,
+    num_workers: int,
+    image_size: int,
+    train_samples_per_epoch: int | None,
+    shuffle_buffer: int,
+    val_resize: int | None,
+    min_scale: float,
+    val_batch_size: int | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> None:
+    """Reject bad arguments before any work, naming the config key (``data.batch_size``) and the value."""
+
+    def need(ok: bool, key: str, what: str, value: Any) -> None:
+        if not ok:
+            raise UserConfigError(f"data.{key}", f"must be {what}, got {value!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    need(is_int(batch_size) and batch_size >= 1, "batch_size", "an integer >= 1", batch_size)
+    need(is_int(num_workers) and num_workers >= 0, "num_workers", "an integer >= 0", num_workers)
+    need(is_int(image_size) and image_size >= 1, "image_size", "an integer >= 1", image_size)
+    need(is_int(shuffle_buffer) and shuffle_buffer >= 1, "shuffle_buffer", "an integer >= 1", shuffle_buffer)
+    if train_samples_per_epoch is not None:
+        need(
+            is_int(train_samples_per_epoch) and train_samples_per_epoch >= 1,
+            "train_samples_per_epoch",
+            "null or an integer >= 1",
+            train_samples_per_epoch,
+        )
+    if val_batch_size is not None:
+        need(
+            is_int(val_batch_size) and val_batch_size >= 1, "val_batch_size", "null or an integer >= 1", val_batch_size
+        )
+    if val_resize is not None:
+        need(
+            is_int(val_resize) and val_resize >= image_size,
+            "val_resize",
+            f"null or an integer >= image_size ({image_size})",
+            val_resize,
+        )
+    need(isinstance(min_scale, (int, float)) and 0 < min_scale <= 1, "min_scale", "in (0, 1]", min_scale)
+    need(len(mean) == 3, "mean", "3 values (R, G, B)", mean)
+    need(len(std) == 3 and all(v > 0 for v in std), "std", "3 values > 0 (R, G, B)", std)
+
+
 class ShardDataModule(pl.LightningDataModule):
     """ImageNet-style training/validation from webdataset shards (see the module doc for the guarantees).
 
     Args:
         train_shards: directory with ``dataset.json``, or a brace pattern; None disables training data.
-        val_shards: same, for validation ("val" split of a ``dataset.json``).
+        val_shards: same, for validation ("val" split of a ``dataset.json``); None: no validation
+            (``val_dataloader`` returns ``[]``, which Lightning reads as "skip validation").
         batch_size: per-rank batch size.
         num_workers: DataLoader workers per rank (training and validation).
         image_size: output side length.
@@ -455,8 +562,18 @@ class ShardDataModule(pl.LightningDataModule):
         # keeps this module, and its DataLoader workers, alive until the cyclic GC. That GC's finalisation
         # order can then stall the worker shutdown for 5 s per worker.
         self.save_hyperparameters(frame=inspect.currentframe())
-        if batch_size < 1 or num_workers < 0 or image_size < 1:
-            raise ValueError("need batch_size >= 1, num_workers >= 0, image_size >= 1")
+        _check_args(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            image_size=image_size,
+            train_samples_per_epoch=train_samples_per_epoch,
+            shuffle_buffer=shuffle_buffer,
+            val_resize=val_resize,
+            min_scale=min_scale,
+            val_batch_size=val_batch_size,
+            mean=mean,
+            std=std,
+        )
         self.train_shards = train_shards
         self.val_shards = val_shards
         self.batch_size = int(batch_size)
@@ -466,8 +583,6 @@ class ShardDataModule(pl.LightningDataModule):
         self._train_samples_arg = train_samples_per_epoch
         self.shuffle_buffer = int(shuffle_buffer)
         self.val_resize = int(val_resize) if val_resize is not None else default_val_resize(self.image_size)
-        if self.val_resize < self.image_size:
-            raise ValueError(f"val_resize ({self.val_resize}) must be >= image_size ({self.image_size})")
         self.mean, self.std = tuple(mean), tuple(std)
         self.draft_decode = bool(draft_decode)
         self.min_scale = float(min_scale)
@@ -480,8 +595,6 @@ class ShardDataModule(pl.LightningDataModule):
         self.rank, self.world_size = 0, 1
         self.train_list: ShardList | None = None
         self.val_list: ShardList | None = None
-        self.train_counter: CorruptSampleCounter | None = None
-        self.val_counter: CorruptSampleCounter | None = None
         self._train_loader: EpochLoader | None = None
         self._val_loader: SizedLoader | None = None
 
@@ -491,11 +604,9 @@ class ShardDataModule(pl.LightningDataModule):
         trainer = self.trainer
         self.rank, self.world_size = resolve_world(self._rank_arg, self._world_arg, trainer)
         if stage in (None, "fit") and self.train_shards is not None and self.train_list is None:
-            self.train_list = resolve_shards(self.train_shards, "train")
-            self.train_counter = CorruptSampleCounter("train")
+            self.train_list = resolve_shards(self.train_shards, "train", key="data.train_shards")
         if stage in (None, "fit", "validate") and self.val_shards is not None and self.val_list is None:
-            self.val_list = resolve_shards(self.val_shards, "val")
-            self.val_counter = CorruptSampleCounter("val")
+            self.val_list = resolve_shards(self.val_shards, "val", key="data.val_shards")
         if self.val_list is not None:
             self.check_val_sharding()
 
@@ -504,11 +615,12 @@ class ShardDataModule(pl.LightningDataModule):
         assert self.val_list is not None
         n, nw = len(self.val_list.urls), max(1, self.num_workers)
         if n < self.world_size * nw:
-            raise ValueError(
+            raise UserConfigError(
+                "data.val_shards",
                 f"validation needs at least world_size x num_workers = {self.world_size} x {nw} = "
                 f"{self.world_size * nw} shards, but {self.val_list.spec} has {n}. Otherwise some worker "
                 "gets no shard and DDP validation hangs. Write more, smaller val shards "
-                "(make_shards.py --shard-size) or lower num_workers."
+                "(convrnn-make-shards --shard-size) or lower num_workers.",
             )
         if n % (self.world_size * nw):
             log.info(
@@ -552,12 +664,24 @@ class ShardDataModule(pl.LightningDataModule):
         return self.val_list.num_samples if self.val_list is not None else None
 
     @property
+    def train_skips(self) -> SkipTally:
+        """Skipped training samples (corrupt, lost to damaged shards) in the batches taken so far."""
+        loader = self._train_loader
+        return loader.skips if loader is not None else SkipTally("train")
+
+    @property
+    def val_skips(self) -> SkipTally:
+        """Skipped validation samples of the current (or last) validation pass."""
+        loader = self._val_loader
+        return loader.skips if loader is not None else SkipTally("val")
+
+    @property
     def train_corrupt_count(self) -> int:
-        return self.train_counter.value if self.train_counter is not None else 0
+        return self.train_skips.total_corrupt
 
     @property
     def val_corrupt_count(self) -> int:
-        return self.val_counter.value if self.val_counter is not None else 0
+        return self.val_skips.total_corrupt
 
     # --------------------------------------------------------------------------------------- loaders
     def _require(self, which: str) -> ShardList:
@@ -565,7 +689,7 @@ class ShardDataModule(pl.LightningDataModule):
         if sl is None:
             stage = "fit" if which == "train" else "validate"
             if (self.train_shards if which == "train" else self.val_shards) is None:
-                raise ValueError(f"no {which}_shards configured")
+                raise UserConfigError(f"data.{which}_shards", "is null, but this command needs it")
             self.setup(stage)
             sl = self.train_list if which == "train" else self.val_list
         assert sl is not None
@@ -584,7 +708,6 @@ class ShardDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> EpochLoader:
         sl = self._require("train")
-        assert self.train_counter is not None
         transform = TrainTransform(
             self.image_size, scale=(self.min_scale, 1.0), draft=self.draft_decode, normalize=False
         )
@@ -595,18 +718,22 @@ class ShardDataModule(pl.LightningDataModule):
             self.shuffle_buffer,
             self.seed,
             self.rank,
-            self.train_counter,
+            SkipRecorder(),
             self.return_keys,
             None if self.normalize_on_device else self.normalize,
+            counts=sl.counts,
+            image_size=self.image_size,
         )
+        skips = self._train_loader.skips if self._train_loader is not None else None  # keep the run's tally
         self._train_loader = EpochLoader(
-            self._dataloader(ds, persistent=True), self.train_samples_per_rank, self.batch_size
+            self._dataloader(ds, persistent=True), self.train_samples_per_rank, self.batch_size, skips
         )
         return self._train_loader
 
-    def val_dataloader(self) -> SizedLoader:
+    def val_dataloader(self) -> SizedLoader | list:
+        if self.val_shards is None:
+            return []  # Lightning skips validation
         sl = self._require("val")
-        assert self.val_counter is not None
         self.check_val_sharding()
         transform = ValTransform(self.image_size, self.val_resize, draft=self.draft_decode, normalize=False)
         ds = build_val_pipeline(
@@ -615,14 +742,16 @@ class ShardDataModule(pl.LightningDataModule):
             self.val_batch_size,
             self.rank,
             self.world_size,
-            self.val_counter,
+            SkipRecorder(),
             self.return_keys,
             None if self.normalize_on_device else self.normalize,
+            counts=sl.counts,
+            image_size=self.image_size,
         )
         nb = None  # remote shards without an index: length unknown, iterate to the end
         if sl.counts is not None:
             nb = val_batches_per_rank(sl.counts, self.val_batch_size, self.rank, self.world_size, self.num_workers)
-        self._val_loader = SizedLoader(self._dataloader(ds, persistent=True), nb)
+        self._val_loader = SizedLoader(self._dataloader(ds, persistent=True), nb, SkipTally("val"))
         return self._val_loader
 
     @property
@@ -655,20 +784,24 @@ class ShardDataModule(pl.LightningDataModule):
 
 # -------------------------------------------------------------------------------------- the callback
 class ValSampleCountCheck(pl.Callback):
-    """After each full validation epoch, check that seen + skipped-corrupt samples, summed over ranks, equals
-    the val split size; raise (``strict``) or warn otherwise. Skipped during the sanity check and when
-    ``limit_val_batches`` truncates validation."""
+    """After each full validation epoch, check the samples seen against ``dataset.json``, per shard.
+
+    Summed over ranks: samples seen + corrupt ones skipped + those that damaged shards lacked must equal the
+    val split size. Damaged shards are named in a warning (validation then covers only what could be read;
+    ``data/val_skipped`` says how much is missing). If the sum is off, something unexplained happened
+    (a shard holds more samples than the index says, or a sample was seen twice): raise (``strict``) or
+    warn, naming each shard whose read count differs from the index. Skipped during the sanity check and
+    when ``limit_val_batches`` truncates validation.
+    """
 
     def __init__(self, strict: bool = True) -> None:
         self.strict = strict
         self.seen = 0
-        self._corrupt0 = 0
         self.last_total: int | None = None
+        self.last_short: list[str] = []
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.seen = 0
-        dm = trainer.datamodule
-        self._corrupt0 = dm.val_corrupt_count if isinstance(dm, ShardDataModule) else 0
 
     def on_validation_batch_end(
         self,
@@ -688,15 +821,35 @@ class ValSampleCountCheck(pl.Callback):
         limit = trainer.limit_val_batches
         if not (limit is None or (isinstance(limit, float) and limit == 1.0)):
             return
-        corrupt = dm.val_corrupt_count - self._corrupt0
-        t = torch.tensor([self.seen, corrupt], dtype=torch.long, device=pl_module.device)
-        total_seen, total_corrupt = (int(v) for v in trainer.strategy.reduce(t, reduce_op="sum"))
-        self.last_total = total_seen + total_corrupt
+        assert dm.val_list is not None and dm.val_list.counts is not None
+        urls, counts = dm.val_list.urls, dm.val_list.counts
+        skips = dm.val_skips
+        read, lost = per_shard(skips, urls)
+        local = [self.seen, skips.total_corrupt, skips.total_lost, *read, *lost]
+        t = torch.tensor(local, dtype=torch.long, device=pl_module.device)
+        total = [int(v) for v in trainer.strategy.reduce(t, reduce_op="sum")]
+        seen, corrupt, lost_total = total[:3]
+        read, lost = total[3 : 3 + len(urls)], total[3 + len(urls) :]
+        self.last_total = seen + corrupt + lost_total
         expected = dm.val_num_samples
+        self.last_short = [u for u, r, c in zip(urls, read, counts, strict=True) if r < c]
+        off = [f"{u}: read {r} of {c}" for u, r, c in zip(urls, read, counts, strict=True) if r != c]
+        if lost_total and trainer.is_global_zero:
+            log.warning(
+                "validation is missing %d of %d samples: damaged shard(s) came up short: %s",
+                lost_total,
+                expected,
+                "; ".join(off),
+            )
         if self.last_total != expected:
             msg = (
-                f"validation saw {total_seen} samples (+{total_corrupt} corrupt skipped) over "
-                f"{trainer.world_size} rank(s), but the val set has {expected}"
+                f"validation saw {seen} samples (+{corrupt} corrupt skipped, +{lost_total} missing from damaged "
+                f"shards) over {trainer.world_size} rank(s), but the val set has {expected}; "
+                + (
+                    f"shards whose count differs from the index: {'; '.join(off)}"
+                    if off
+                    else "every shard gave the number of samples the index lists, so some were seen twice"
+                )
             )
             if self.strict:
                 raise RuntimeError(msg)

@@ -398,18 +398,30 @@ def shard_is_complete(path: str | os.PathLike, entries: Sequence[SampleSpec]) ->
     return names == expected_members(entries)
 
 
-def count_tar_samples(path: str | os.PathLike) -> int:
-    """Number of samples in a tar shard, grouping members by key as webdataset does (headers only)."""
-    n, last = 0, None
-    with tarfile.open(path, "r:") as tf:
-        for ti in tf:
-            if not ti.isreg():
-                continue
-            m = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", ti.name)
-            if m is None or re.match(r"__[^/]*__($|/)", ti.name):
-                continue
-            if m.group(1) != last:
-                n, last = n + 1, m.group(1)
+def count_tar_samples(path: str | os.PathLike, stop_at_error: bool = False) -> int:
+    """Number of samples in a tar shard, grouping members by key as webdataset does (headers only).
+
+    A damaged tar raises ``tarfile.TarError``/``OSError``; with ``stop_at_error``, the samples whose
+    members are all complete before the damage are counted instead.
+    """
+    n, last, size = 0, None, os.path.getsize(path)
+    try:
+        with tarfile.open(path, "r:") as tf:
+            for ti in tf:
+                if not ti.isreg():
+                    continue
+                m = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", ti.name)
+                if m is None or re.match(r"__[^/]*__($|/)", ti.name):
+                    continue
+                if ti.offset_data + ti.size > size:  # headers are read by seeking: check the data is there
+                    if m.group(1) == last:
+                        n -= 1  # that sample is incomplete
+                    raise tarfile.ReadError(f"unexpected end of data in member {ti.name}")
+                if m.group(1) != last:
+                    n, last = n + 1, m.group(1)
+    except (OSError, tarfile.TarError):
+        if not stop_at_error:
+            raise
     return n
 
 

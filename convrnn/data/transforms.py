@@ -58,7 +58,14 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class CorruptSampleError(Exception):
-    """A sample whose image or label cannot be decoded; the pipeline skips and counts it."""
+    """A sample whose image or label cannot be decoded; the pipeline skips and counts it.
+
+    ``url`` is the shard the sample came from, when known (it is counted per shard).
+    """
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 def random_resized_crop_params(
@@ -304,7 +311,8 @@ def _name_sample(sample: Mapping[str, Any]) -> Iterator[None]:
     try:
         yield
     except CorruptSampleError as exn:
-        raise CorruptSampleError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')}: {exn}") from None
+        url = sample.get("__url__")
+        raise CorruptSampleError(f"sample {sample.get('__key__')!r} in {url}: {exn}", url=url) from None
 
 
 class TrainTransform:

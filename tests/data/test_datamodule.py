@@ -21,6 +21,7 @@ from convrnn.data.datamodule import (
 )
 from convrnn.data.shards import read_index
 from convrnn.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from convrnn.errors import UserConfigError
 
 # torchvision 0.29 deprecates its JPEG decoder (our optional fast path; PIL takes over once it is gone)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
@@ -187,7 +188,8 @@ def test_val_rank_from_environment(imagenet_shards: Path, monkeypatch: pytest.Mo
 
 def test_too_few_val_shards_fails_fast(imagenet_shards: Path) -> None:
     dm = ShardDataModule(val_shards=str(imagenet_shards), num_workers=3, rank=0, world_size=2)
-    with pytest.raises(ValueError, match=r"at least world_size x num_workers = 2 x 3 = 6 shards.*has 4"):
+    need = r"^data.val_shards: validation needs at least world_size x num_workers = 2 x 3 = 6 shards.*has 4"
+    with pytest.raises(UserConfigError, match=need):
         dm.setup("validate")
 
 
@@ -224,28 +226,67 @@ def test_corrupt_sample_skipped_in_training(corrupt_shards: str) -> None:
     assert dm.train_corrupt_count >= 1
 
 
-def test_bad_shard_lists_name_the_path(tmp_path: Path, imagenet_shards: Path) -> None:
-    with pytest.raises(ValueError, match="empty shard list"):
+def test_bad_shard_lists_name_the_key_and_the_path(tmp_path: Path, imagenet_shards: Path) -> None:
+    with pytest.raises(UserConfigError, match="empty shard list"):
         resolve_shards("", "val")
     missing = tmp_path / "nope-{000000..000003}.tar"
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope-000000.tar")):
+    with pytest.raises(UserConfigError, match="val_shards: shard not found: " + str(tmp_path / "nope-000000.tar")):
         resolve_shards(str(missing), "val")
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "dataset.json")):
+    with pytest.raises(UserConfigError, match=str(tmp_path / "dataset.json")):
         resolve_shards(str(tmp_path), "val")
     empty = tmp_path / "empty-000000.tar"
     empty.write_bytes(b"")
-    with pytest.raises(ValueError, match=str(empty)):
+    with pytest.raises(UserConfigError, match=str(empty)):
         resolve_shards(str(empty), "val")
     idx = tmp_path / "idx"
     idx.mkdir()
     (idx / "dataset.json").write_text('{"format": "convrnn-shards", "classes": [], "splits": {"val": {"shards": []}}}')
-    with pytest.raises(ValueError, match=f"empty shard list: {idx / 'dataset.json'}"):
+    with pytest.raises(UserConfigError, match=f"empty shard list: {idx / 'dataset.json'}"):
         resolve_shards(str(idx), "val")
-    with pytest.raises(ValueError, match="no 'test' split"):
+    with pytest.raises(UserConfigError, match="no 'test' split"):
         resolve_shards(str(imagenet_shards), "test")
     dm = ShardDataModule(val_shards=str(missing), num_workers=0)
-    with pytest.raises(FileNotFoundError, match="nope-000000.tar"):
+    with pytest.raises(UserConfigError, match="^data.val_shards: shard not found: .*nope-000000.tar"):
         dm.setup("validate")
+
+
+@pytest.mark.parametrize("key", ["train_shards", "val_shards"])
+def test_missing_shard_directory_names_the_key(tmp_path: Path, key: str) -> None:
+    no_dir = tmp_path / "no_such_dir"
+    dm = ShardDataModule(**{key: str(no_dir)}, num_workers=0)
+    with pytest.raises(UserConfigError, match=f"^data.{key}: the directory {no_dir} does not exist$"):
+        dm.setup("fit")
+    dm = ShardDataModule(**{key: str(no_dir / "x-{000000..000003}.tar")}, num_workers=0)
+    with pytest.raises(UserConfigError, match=f"^data.{key}: the directory {no_dir} .*does not exist"):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("batch_size", 0),
+        ("num_workers", -1),
+        ("image_size", 0),
+        ("train_samples_per_epoch", 0),
+        ("shuffle_buffer", 0),
+        ("val_batch_size", 0),
+        ("val_resize", 16),
+        ("min_scale", 0.0),
+    ],
+)
+def test_bad_data_values_name_their_key(key: str, value: object) -> None:
+    with pytest.raises(UserConfigError, match=f"^data.{key}: must be .*got {value!r}") as exc:
+        ShardDataModule(**{"image_size": 32, key: value})
+    assert exc.value.key == f"data.{key}"
+
+
+def test_val_shards_null_turns_validation_off(imagenet_shards: Path) -> None:
+    dm = ShardDataModule(train_shards=str(imagenet_shards), val_shards=None, batch_size=8, num_workers=0, image_size=16)
+    model = TinyModel(4)
+    trainer = _trainer(ValSampleCountCheck(), epochs=1)
+    trainer.fit(model, datamodule=dm)
+    assert model.train_seen == 24 and model.val_batches == 0
+    assert trainer.num_val_batches == [] or sum(trainer.num_val_batches) == 0
 
 
 class TinyModel(pl.LightningModule):
@@ -253,6 +294,7 @@ class TinyModel(pl.LightningModule):
         super().__init__()
         self.head = torch.nn.Linear(3, num_classes)
         self.train_seen = 0
+        self.val_batches = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x.mean(dim=(2, 3)))
@@ -265,6 +307,7 @@ class TinyModel(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):  # noqa: ANN001
         x, y = batch
+        self.val_batches += 1
         self.log("val_loss", torch.nn.functional.cross_entropy(self(x), y), on_epoch=True, sync_dist=True)
 
     def configure_optimizers(self):
