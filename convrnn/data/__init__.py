@@ -16,6 +16,7 @@ _LAZY = {
     "read_index": "convrnn.data.shards",
     "ShardDataModule": "convrnn.data.datamodule",
     "ValSampleCountCheck": "convrnn.data.datamodule",
+    "SkippedSamplesLogger": "convrnn.data.skips",
     "resolve_shards": "convrnn.data.datamodule",
     "TrainTransform": "convrnn.data.transforms",
     "ValTransform": "convrnn.data.transforms",
