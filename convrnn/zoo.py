@@ -36,9 +36,17 @@ def model_config(name_or_path: str | Path, **overrides: Any) -> dict[str, Any]:
 
 
 def build_model(name_or_path: str | Path, **overrides: Any) -> ConvRNN:
-    """Build a zoo model by name, or any YAML graph by path.
+    """Build a zoo model by name, any YAML graph by path, or the model stored in a checkpoint (with its weights).
+
+    A checkpoint (``.pt``/``.ckpt``/``.pth``: ``train.py``'s, ``save_model_checkpoint``'s or an imported release
+    model) is read with the safe unpickler; see ``convrnn.checkpoint.load_model_checkpoint`` for untrusted files
+    and for which overrides it takes.
 
     Overrides: input_size, width_multiplier, times, image_off, num_classes, presentation ("default",
     "constant" or "neural"), decoder, unroll ("biological" or "engineering"), blank, decoder_window_start.
     """
+    from convrnn.checkpoint import is_checkpoint_path, load_model_checkpoint
+
+    if is_checkpoint_path(name_or_path):
+        return load_model_checkpoint(name_or_path, **overrides)
     return ConvRNN(model_config(name_or_path, **overrides))

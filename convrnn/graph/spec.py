@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from convrnn.errors import UserError
+
 TOP_KEYS = {"name", "extends", "description", "input_size", "in_channels", "num_classes", "times", "image_off",
             "presentation", "blank", "decoder", "decoder_window_start", "unroll", "width_multiplier",
             "defaults", "nodes", "feedback"}
@@ -26,7 +28,7 @@ PRESENTATIONS = ("default", "constant", "neural")
 UNROLLS = ("biological", "engineering")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A model YAML or override is wrong; the message names the key and file."""
 
 
@@ -186,4 +188,27 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     cfg["feedback"] = edges
     if cfg.get("decoder_window_start") is None:
         cfg["decoder_window_start"] = len(names)  # N = number of nodes (spec §6.3)
+    return cfg
+
+
+#: Overrides that change a model's weight shapes: a stored graph cannot take them (its weights would not fit).
+SHAPE_OVERRIDES = {"width_multiplier", "num_classes", "in_channels"}
+
+
+def rebuild_config(graph: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """Re-resolve an already resolved graph (one stored in a checkpoint) with run-time overrides.
+
+    Resolving is idempotent except for the width multiplier, which has already scaled every depth: the graph is
+    re-resolved at width 1 and keeps its recorded multiplier. Shape-changing overrides are refused.
+    """
+    refused = sorted(k for k, v in overrides.items() if k in SHAPE_OVERRIDES and v is not None
+                     and v != graph.get(k))
+    if refused:
+        raise ConfigError(f"cannot override {refused} of a stored model: its weights have fixed shapes")
+    raw = copy.deepcopy(graph)
+    width = raw.get("width_multiplier", 1.0)
+    raw["width_multiplier"] = 1.0
+    raw["_source"] = "<stored graph>"
+    cfg = resolve_graph(raw, **{k: v for k, v in overrides.items() if k not in SHAPE_OVERRIDES})
+    cfg["width_multiplier"] = width
     return cfg

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +18,21 @@ from typing import Any
 import torch
 
 import convrnn
+from convrnn.checkpoint import graph_of, is_checkpoint_path, load_weights, model_state_dict, read_checkpoint
+from convrnn.errors import UserError
 from convrnn.graph.model import ConvRNN
+from convrnn.graph.spec import rebuild_config
 from convrnn.neural.features import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["LoadedModel", "load_checkpoint", "load_model", "load_state_dict", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
+#: ``--model release:NAME --weights PREFIX``: a release TensorFlow checkpoint, imported on the fly.
+RELEASE_PREFIX = "release:"
+
 #: Seed of an untrained zoo model's random weights (``--seed``); not the synthetic teacher's seed (0).
 DEFAULT_ZOO_SEED = 1234
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
 @dataclass
@@ -47,70 +51,42 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load`` on the CPU; tensors-and-containers-only unpickling first, full unpickling as a fallback.
-
-    Why the fallback: Lightning checkpoints can hold hyper-parameters that are arbitrary Python objects. Only
-    load checkpoints you trust.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
-        logger.warning("%s needs full unpickling (%s); loading it with weights_only=False", path,
-                       str(exc).splitlines()[0])
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _strip(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Model weights only: drop a LightningModule's ``model.`` prefix and torch.compile's ``_orig_mod.``."""
-    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}
-    if any(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    return state
-
-
-def load_state_dict(model: ConvRNN, source: str | os.PathLike | Mapping[str, Any]) -> None:
-    """Load weights (a file or a mapping: a plain state dict, ``{"state_dict": ...}`` or a Lightning checkpoint)
+def load_state_dict(model: ConvRNN, source: str | os.PathLike | Mapping[str, Any], *, trusted: bool = False) -> None:
+    """Load weights (a file or a mapping: a plain state dict, ``{"state_dict": ...}`` or either checkpoint layout)
     into ``model``, strictly; the error names missing and unexpected keys."""
-    payload = read_checkpoint(source) if isinstance(source, str | os.PathLike) else source
-    state = payload.get("state_dict", payload) if isinstance(payload, Mapping) else payload
-    if not isinstance(state, Mapping):
-        raise TypeError(f"no state dict in {source!r}")
-    state = _strip(state)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise KeyError(f"weights do not match the model {model.name!r}: missing {list(missing)[:8]}"
-                       f"{' ...' if len(missing) > 8 else ''}, unexpected {list(unexpected)[:8]}"
-                       f"{' ...' if len(unexpected) > 8 else ''}")
+    payload = read_checkpoint(source, trusted=trusted) if isinstance(source, str | os.PathLike) else source
+    if not isinstance(payload, Mapping):
+        raise UserError(f"no state dict in {source!r}")
+    load_weights(model, model_state_dict(payload), str(source) if isinstance(source, str | os.PathLike) else model.name)
 
 
-def load_checkpoint(path: str | os.PathLike, *, input_size: int | None = None) -> LoadedModel:
-    """Rebuild the ConvRNN of a ``train.py`` checkpoint (``hyper_parameters``: ``arch``, ``overrides``) and load its
-    ``model.``-prefixed weights on the CPU. ``input_size`` overrides the trained size (weights are size-free up
-    to the global-pool readout)."""
+def load_checkpoint(path: str | os.PathLike, *, input_size: int | None = None, trusted: bool = False) -> LoadedModel:
+    """The ConvRNN of a checkpoint (``train.py``'s, or a model checkpoint such as an imported release model), built
+    from the graph stored in it, on the CPU, at the neural presentation (26 steps, image off at 10).
+    ``input_size`` overrides the trained size (weights are size-free up to the global-pool readout)."""
     path = Path(path)
-    ckpt = read_checkpoint(path)
-    hp = ckpt.get("hyper_parameters") or {}
-    if "arch" not in hp:
-        raise KeyError(f"{path}: no hyper_parameters['arch']; is this a train.py (ConvRNNModule) checkpoint?")
-    overrides = dict(hp.get("overrides") or {})
-    if input_size is not None and input_size != overrides.get("input_size"):
-        logger.warning("building %s at input_size=%d (trained at %s)", hp["arch"], input_size,
-                       overrides.get("input_size"))
+    ckpt = read_checkpoint(path, trusted=trusted)
+    graph = graph_of(ckpt, str(path))
+    overrides: dict[str, Any] = {}
+    if input_size is not None and input_size != graph.get("input_size"):
+        logger.warning("building %s at input_size=%d (trained at %s)", graph.get("name"), input_size,
+                       graph.get("input_size"))
         overrides["input_size"] = int(input_size)
-    model = convrnn.build_model(hp["arch"], **overrides)
-    load_state_dict(model, ckpt)
+    model = ConvRNN(rebuild_config(graph, **overrides))
+    load_weights(model, model_state_dict(ckpt), str(path))
+    hp = ckpt.get("hyper_parameters") or {}
     dm = ckpt.get("datamodule_hyper_parameters") or {}
     mean = tuple(float(v) for v in dm.get("mean") or IMAGENET_MEAN)
     std = tuple(float(v) for v in dm.get("std") or IMAGENET_STD)
-    return LoadedModel(model.eval(), "checkpoint", str(hp["arch"]), mean, std,
-                       info=dict(path=str(path), arch=hp["arch"], overrides=overrides,
-                                 global_step=ckpt.get("global_step"), epoch=ckpt.get("epoch")))
+    name = str(hp.get("arch") or graph.get("name") or path.stem)
+    return LoadedModel(model.eval(), "checkpoint", name, mean, std,
+                       info=dict(path=str(path), arch=name, overrides=overrides, global_step=ckpt.get("global_step"),
+                                 epoch=ckpt.get("epoch"), meta=ckpt.get("meta")))
 
 
 def load_model(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None, input_size: int | None = None,
                width_multiplier: float | None = None, seed: int = DEFAULT_ZOO_SEED,
-               teacher_config: Any = None) -> LoadedModel:
+               teacher_config: Any = None, trusted: bool = False) -> LoadedModel:
     """``spec``: ``"teacher"`` (the synthetic data's teacher, from ``teacher_config``), a checkpoint
     (``.ckpt``/``.pt``/``.pth`` from ``train.py``), a YAML graph or a zoo name.
 
@@ -130,12 +106,12 @@ def load_model(spec: str | os.PathLike, *, weights: str | os.PathLike | None = N
                            info=dict(arch=config.teacher, input_size=config.input_size,
                                      width_multiplier=config.width_multiplier, seed=config.teacher_seed))
     path = Path(text)
-    if path.suffix in CHECKPOINT_SUFFIXES:
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+    if text.startswith(RELEASE_PREFIX):
+        return _load_release(text[len(RELEASE_PREFIX):], weights, input_size)
+    if is_checkpoint_path(path):
         if weights is not None:
-            raise ValueError("a checkpoint carries its own weights; --weights is for zoo/YAML models")
-        return load_checkpoint(path, input_size=input_size)
+            raise UserError("a checkpoint carries its own weights; --weights is for zoo/YAML/release: models")
+        return load_checkpoint(path, input_size=input_size, trusted=trusted)
     kind = "yaml" if path.suffix in (".yaml", ".yml") else "zoo"
     overrides: dict[str, Any] = {"presentation": "neural"}
     overrides["input_size"] = int(input_size) if input_size is not None else 224
@@ -146,8 +122,22 @@ def load_model(spec: str | os.PathLike, *, weights: str | os.PathLike | None = N
         model = convrnn.build_model(text, **overrides)
     info: dict[str, Any] = dict(arch=model.name, overrides=overrides, seed=seed, weights=None)
     if weights is not None:
-        load_state_dict(model, weights)
+        load_state_dict(model, weights, trusted=trusted)
         info["weights"] = str(weights)
     else:
         logger.info("%s has random (untrained) weights, seed %d", model.name, seed)
     return LoadedModel(model.eval(), kind, model.name, info=info)
+
+
+def _load_release(name: str, prefix: str | os.PathLike | None, input_size: int | None) -> LoadedModel:
+    """``release:NAME`` with ``--weights`` = the release's checkpoint prefix (``DIR/model.ckpt-NNN``)."""
+    if prefix is None:
+        raise UserError(f"--model release:{name} needs --weights DIR/model.ckpt-NNN (the release's TF checkpoint)")
+    from convrnn.release import load_release_checkpoint
+
+    overrides: dict[str, Any] = {"presentation": "neural"}
+    if input_size is not None:
+        overrides["input_size"] = int(input_size)
+    model = load_release_checkpoint(name, prefix, **overrides)
+    return LoadedModel(model.eval(), "release", f"release:{name}",
+                       info=dict(arch=name, weights=str(prefix), overrides=overrides))

@@ -8,9 +8,11 @@ and callbacks without a long YAML. A ``run:`` section (``RunOptions``) sets them
     runs/<run.name>/csv/version_N/ metrics.csv
     runs/<run.name>/wandb/         W&B files (online, offline or none; see convrnn.training.loggers)
 
-``--ckpt_path last`` resumes from ``runs/<run.name>/checkpoints/last.ckpt`` (or starts fresh if there is none,
-which makes requeued SLURM jobs simple). Precision defaults to bf16-mixed on a bf16-capable GPU and 32-true
-elsewhere. Bad values stop with an error that names the config key.
+``--trainer.default_root_dir DIR`` puts the whole run folder at DIR instead of ``runs/<run.name>``.
+``--ckpt_path last`` resumes from ``<run folder>/checkpoints/last.ckpt`` (or starts fresh if there is none,
+which makes requeued SLURM jobs simple). Checkpoints are read with the safe unpickler; a file that needs more
+is refused unless ``--trust-checkpoint`` is given (see ``convrnn.checkpoint``). Precision defaults to
+bf16-mixed on a bf16-capable GPU and 32-true elsewhere. Bad values stop with an error that names the config key.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, RichProgr
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from convrnn.graph.spec import ConfigError
+from convrnn.checkpoint import read_checkpoint
+from convrnn.errors import UserConfigError, UserError
 from convrnn.training.callbacks import DistributedAudit, FiniteModelCheckpoint, TrainSpeedMonitor
 from convrnn.training.data import TrainingDataModule
 from convrnn.training.loggers import WandbMode, build_loggers
@@ -109,6 +112,49 @@ class ConvRNNCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run", fail_untyped=True)
+        parser.add_argument("--trust-checkpoint", "--trust_checkpoint", dest="trust_checkpoint",
+                            action="store_true", help="the --ckpt_path / model.arch checkpoint comes from a source "
+                            "you trust: allow full unpickling, which can run code (our checkpoints never need it)")
+        parser.link_arguments("trust_checkpoint", "model.trust_checkpoint")
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def _trusted(self) -> bool:
+        subcommand = self.config.get("subcommand")
+        section = self.config.get(subcommand, self.config) if subcommand else self.config
+        return bool(section.get("trust_checkpoint", False))
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` with our safe reader before Lightning reads its hyper-parameters from it.
+
+        Lightning's own reader (the overridden method) uses the safe unpickler too, but fails with a traceback
+        and offers no opt-in; ours names the file and the type and says how to trust it.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_checkpoint(ckpt_path, trusted=self._trusted())
+            if not self._trusted():
+                super()._parse_ckpt_path()
+
+    def _check_checkpoint(self, subcommand: str) -> None:
+        """Before fit/validate/test: refuse an untrusted ``--ckpt_path`` (``last`` included) before anything runs,
+        and make Lightning load it with the safe unpickler unless the user trusts it."""
+        config = self.config_init[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "last":
+            ckpt_path = str(self._run_dir() / "checkpoints" / "last.ckpt")
+        if ckpt_path and "://" not in str(ckpt_path) and Path(ckpt_path).is_file():
+            read_checkpoint(ckpt_path, trusted=self._trusted())
+        config["weights_only"] = not self._trusted()
+
+    def before_fit(self) -> None:
+        self._check_checkpoint("fit")
+
+    def before_validate(self) -> None:
+        self._check_checkpoint("validate")
+
+    def before_test(self) -> None:
+        self._check_checkpoint("test")
 
     # ------------------------------------------------------------------------------------- the trainer
     def _run_name(self, run: RunOptions) -> str:
@@ -118,6 +164,14 @@ class ConvRNNCLI(LightningCLI):
         if configs:
             return Path(str(configs[-1])).stem
         return Path(str(self._get(self.config, "model").arch)).stem
+
+    def _run_dir(self) -> Path:
+        """This run's folder: ``trainer.default_root_dir`` when given, else ``run.root/run.name``."""
+        run: RunOptions = self._get(self.config_init, "run")
+        trainer_cfg: dict[str, Any] = dict(self._get(self.config_init, "trainer", default={}))
+        if trainer_cfg.get("default_root_dir"):
+            return Path(str(trainer_cfg["default_root_dir"]))
+        return Path(run.root) / self._run_name(run)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Add the run folder, loggers, checkpointing and progress bar to the configured Trainer."""
@@ -131,8 +185,8 @@ class ConvRNNCLI(LightningCLI):
             if run.torch_threads < 1:
                 raise InvalidTrainingConfig("torch_threads", "must be >= 1", section="run")
             torch.set_num_threads(run.torch_threads)
-        run_dir = Path(run.root) / self._run_name(run)
-        kwargs.setdefault("default_root_dir", trainer_cfg.get("default_root_dir") or str(run_dir))
+        run_dir = self._run_dir()
+        kwargs["default_root_dir"] = str(run_dir)
         if trainer_cfg.get("precision") is None:
             kwargs["precision"] = default_precision(trainer_cfg.get("accelerator", "auto"))
 
@@ -185,11 +239,15 @@ def _progress_bar(kind: str) -> Callback:
 
 
 def main(args: list[str] | None = None) -> ConvRNNCLI | None:
-    """Entry point of train.py. Configuration errors exit with status 2 and a message naming the key."""
+    """Entry point of train.py (``convrnn-train``). A user error (a config value, a file, an untrusted checkpoint)
+    exits with status 2 and a message naming it, without a traceback."""
     try:
         return ConvRNNCLI(args=args)
-    except (InvalidTrainingConfig, ConfigError) as exn:
+    except UserConfigError as exn:
         print(f"error: invalid configuration: {exn}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except UserError as exn:
+        print(f"error: {exn}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -141,20 +141,24 @@ class TrainingDataModule(ShardDataModule):
     Args:
         synthetic: render synthetic-objects shards into ``synthetic.root`` if they are not there yet, and
             read train/val from there unless ``train_shards``/``val_shards`` say otherwise.
+        train_shards: as in ``ShardDataModule``; default: the synthetic root.
+        val_shards: ``auto`` (the default): the synthetic root when there is one, else no validation; ``null``
+            turns validation off; else as in ``ShardDataModule``.
         resume: how the training stream continues from a checkpoint (``exact`` replays, ``reseed`` does not).
         return_keys: batches carry their ``__key__``s (default on here: a NaN report names the samples).
         **kwargs: everything ``ShardDataModule`` takes (batch_size, num_workers, image_size, ...).
     """
 
     def __init__(self, synthetic: SyntheticShards | None = None, resume: ResumeMode = "exact",
-                 return_keys: bool = True, **kwargs: Any) -> None:
+                 return_keys: bool = True, train_shards: str | None = None, val_shards: str | None = "auto",
+                 **kwargs: Any) -> None:
         # a plain dict, so that the hyperparameters saved in checkpoints hold no custom class
         synthetic = asdict(synthetic) if synthetic is not None else None  # type: ignore[assignment]
-        if synthetic is not None:
-            for key in ("train_shards", "val_shards"):
-                if kwargs.get(key) is None:
-                    kwargs[key] = synthetic["root"]  # type: ignore[index]
-        super().__init__(return_keys=return_keys, **kwargs)
+        if train_shards is None and synthetic is not None:
+            train_shards = synthetic["root"]  # type: ignore[index]
+        if val_shards == "auto":  # the synthetic root's val split, else none; an explicit null turns validation off
+            val_shards = synthetic["root"] if synthetic is not None else None  # type: ignore[index]
+        super().__init__(return_keys=return_keys, train_shards=train_shards, val_shards=val_shards, **kwargs)
         self.synthetic: dict[str, Any] | None = synthetic  # type: ignore[assignment]
         self.resume = resume
         # render once (global rank 0), not once per node: nodes usually share the file system, and two

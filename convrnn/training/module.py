@@ -20,6 +20,8 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from convrnn.checkpoint import CHECKPOINT_SUFFIXES, graph_of, lightning_section, load_model_checkpoint
+from convrnn.errors import UserConfigError
 from convrnn.training.optim import (
     OptimizerName,
     ScheduleName,
@@ -32,12 +34,11 @@ from convrnn.zoo import build_model
 LossOver = Literal["decoder", "last", "window", "weighted"]
 
 
-class InvalidTrainingConfig(ValueError):
+class InvalidTrainingConfig(UserConfigError):
     """A training setting is wrong; the message starts with its config key (``model.lr``, ``run.name``)."""
 
     def __init__(self, key: str, message: str, section: str = "model") -> None:
-        super().__init__(f"{section}.{key}: {message}")
-        self.key = f"{section}.{key}"
+        super().__init__(f"{section}.{key}", message)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,7 +64,8 @@ def _model_error_key(arch: str, message: str) -> str:
     """Which init argument a model-building error is about, so the CLI can name the config key."""
     if "override" in message:
         return "overrides"
-    if "unknown model" in message or "not found" in message or Path(str(arch)).suffix in (".yaml", ".yml"):
+    if "unknown model" in message or "not found" in message or Path(str(arch)).suffix in (
+            ".yaml", ".yml", *CHECKPOINT_SUFFIXES):
         return "arch"  # a bad name, a missing file, or a problem inside the user's own graph file
     return "overrides"
 
@@ -72,7 +74,9 @@ class ConvRNNModule(pl.LightningModule):
     """Train a ConvRNN (any zoo name or YAML graph) with SGD/Nesterov, per-tensor weight decay and warm-up.
 
     Args:
-        arch: a zoo model name (``convrnn.list_models()``) or a path to a YAML graph.
+        arch: a zoo model name (``convrnn.list_models()``), a path to a YAML graph, or a checkpoint (``.pt`` from
+            ``save_model_checkpoint``/the release importer, or a ``train.py`` ``.ckpt``) to fine-tune: the model
+            is built from the graph stored in it and starts from its weights.
         overrides: model overrides passed to ``build_model`` (input_size, width_multiplier, times, image_off,
             num_classes, decoder, unroll, presentation, blank, decoder_window_start, in_channels).
         loss_over: what the cross-entropy sees. ``decoder``: the model's decoded logits (= the last step for
@@ -96,6 +100,8 @@ class ConvRNNModule(pl.LightningModule):
         compile_kwargs: passed to ``torch.compile`` (e.g. {"mode": "max-autotune", "backend": "inductor"}).
         channels_last: keep weights and inputs in channels-last memory format (faster convs on recent GPUs).
         check_finite: stop on the first non-finite loss or gradient (one tiny all-reduce per step).
+        trust_checkpoint: ``arch`` is a checkpoint from a source you trust, which may be fully unpickled (it can
+            run code); set by ``train.py --trust-checkpoint``. Our own checkpoints never need it.
     """
 
     def __init__(
@@ -123,12 +129,16 @@ class ConvRNNModule(pl.LightningModule):
         compile_kwargs: dict[str, Any] | None = None,
         channels_last: bool = False,
         check_finite: bool = True,
+        trust_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self._validate_hparams()
         try:
-            self.model = build_model(arch, **dict(overrides or {}))
+            if Path(str(arch)).suffix in CHECKPOINT_SUFFIXES:
+                self.model = load_model_checkpoint(arch, trusted=trust_checkpoint, **dict(overrides or {})).train()
+            else:
+                self.model = build_model(arch, **dict(overrides or {}))
         except (ValueError, TypeError, FileNotFoundError) as exn:  # ConfigError is a ValueError
             raise InvalidTrainingConfig(_model_error_key(arch, str(exn)), str(exn)) from exn
         T = self.model.times
@@ -179,6 +189,11 @@ class ConvRNNModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Check the data's class count, then apply channels-last and in-place compile (once)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        image_size = getattr(dm, "image_size", None)
+        if isinstance(image_size, int) and image_size != self.model.input_size:
+            raise UserConfigError(
+                "data.image_size", f"{image_size} differs from the model's input_size {self.model.input_size} "
+                                   f"(model.overrides.input_size); set both to the same size")
         n_data = getattr(dm, "num_classes", None)
         if isinstance(n_data, int) and n_data > self.model.num_classes:
             raise InvalidTrainingConfig(
@@ -410,12 +425,22 @@ class ConvRNNModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step",
                                                          "frequency": 1, "name": "lr"}}
 
-    # ------------------------------------------------------------------------------------------ export
-    @classmethod
-    def model_from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> torch.nn.Module:
-        """The trained ConvRNN (an ``nn.Module``) of a Lightning checkpoint, in eval mode."""
-        module = cls.load_from_checkpoint(str(path), map_location=map_location)
-        return module.model.eval()
+    # ------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the resolved graph, so the checkpoint rebuilds its model without the YAML it came from."""
+        checkpoint["convrnn"] = lightning_section(self.model)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to resume into an architecture other than the checkpoint's (an edited or different YAML)."""
+        if "convrnn" not in checkpoint:
+            return  # written before checkpoints stored their graph: the state-dict keys are the only check
+        stored = graph_of(checkpoint)
+        current = dict(self.model.config)
+        if stored.get("nodes") != current.get("nodes") or stored.get("feedback") != current.get("feedback"):
+            raise InvalidTrainingConfig(
+                "arch", f"the checkpoint's graph differs from the one {self.hparams.arch!r} builds now (the YAML "
+                        "was edited, or another model is configured); to continue training the checkpoint's own "
+                        "model, set model.arch to the checkpoint file")
 
 
 def state_digest(module: torch.nn.Module, names: Sequence[str] | None = None) -> str:
