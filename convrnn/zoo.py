@@ -1,14 +1,20 @@
-"""The model zoo: released architectures by their release names, each a YAML graph under configs/models/."""
+"""The model zoo: released architectures by their release names, each a YAML graph in the package
+(``convrnn/configs/models/``, also reachable as ``configs/models/`` in a clone)."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from convrnn.graph.model import ConvRNN
 from convrnn.graph.spec import load_yaml_graph, resolve_graph
 
-CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+#: The zoo's YAML graphs: package data, so that an installed wheel has them (read through importlib.resources;
+#: the package is installed as plain files, so the folder is a real path and ``extends:`` resolves in it).
+CONFIG_DIR = Path(str(resources.files("convrnn") / "configs" / "models"))
+#: Configs shipped with the package: the demo's training config (``configs/demo.yaml`` in a clone).
+DEMO_CONFIG = Path(str(resources.files("convrnn") / "configs" / "demo.yaml"))
 
 # Small, documented overrides for CPU demos and tests (not copies of the configs).
 SMALL = {"input_size": 64, "width_multiplier": 0.125, "num_classes": 10}

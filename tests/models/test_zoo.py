@@ -7,6 +7,7 @@ weights, so the 15 M–85 M-parameter models cost milliseconds.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import convrnn
 from convrnn.zoo import model_config
 
 REPO = Path(__file__).resolve().parents[2]
+#: The release's configs/lstm_shallow.npz, every value at full precision (read with numpy from the release)
+LSTM_SHALLOW_NPZ = json.loads((Path(__file__).parent / "fixtures" / "release_lstm_shallow_npz.json").read_text())
 
 # spec §9.2 [D]
 PARAM_COUNTS = {
@@ -237,7 +240,8 @@ def decays_by_name(model) -> dict[str, float]:
 def test_parameter_groups_cover_everything_with_spec_decays(name):
     model = meta_model(name)
     decay = decays_by_name(model)
-    lstm_shallow_cells = {"conv3": 5.434e-6, "conv4": 7.613e-6, "conv5": 3.038e-6}
+    lstm_shallow_cells = {node: p["cell_params"]["weight_decay"] for node, p in LSTM_SHALLOW_NPZ["model_params"][
+        "layer_params"].items() if p}
     checked = 0
     for pname, value in decay.items():
         parts = pname.split(".")
@@ -245,7 +249,7 @@ def test_parameter_groups_cover_everything_with_spec_decays(name):
         if ".pre." in pname or ".post_conv." in pname or ".fc." in pname:
             expected = 1e-4  # backbone convs and the readout: kernel and bias
             if name == "lstm_shallow" and node != "imnetds":
-                expected = 3.48e-6  # npz backbone L2 (spec §7)
+                expected = LSTM_SHALLOW_NPZ["model_params"]["ff_weight_decay"]  # npz backbone L2
         elif ".skip." in pname or "residual_projection" in pname:
             expected = 0.0  # bias-free 1×1 projections: no L2
         elif ".norm" in pname or leaf.startswith("peep") or leaf == "decay":
@@ -298,8 +302,8 @@ def test_initialisers_are_wired_as_specified():
             assert torch.all(p == 0), pname
     lstm = convrnn.build_model("lstm_shallow", input_size=96, width_multiplier=0.5)
     assert vs_ok(lstm.nodes["conv2"].pre.weight, 9 * 32, 1.726)  # npz backbone init
-    assert torch.all(lstm.nodes["conv3"].cell.conv.bias == 1.6428)
-    assert torch.all(lstm.nodes["conv5"].cell.conv.bias == -1.3495)
+    assert torch.all(lstm.nodes["conv3"].cell.conv.bias == 1.6427688907776656)
+    assert torch.all(lstm.nodes["conv5"].cell.conv.bias == -1.3495015766804237)
     shallow = convrnn.build_model("gru_shallow", input_size=96, width_multiplier=0.5)
     ds = shallow.nodes["imnetds"].pre
     assert abs(ds.weight.std().item() - 0.01) < 0.001 and torch.all(ds.bias == 0)
@@ -401,3 +405,35 @@ def test_variants_are_their_base_graph_with_own_schedule_and_decoder():
     assert float(model.decoder_beta) == 1.0  # β = 1 when unknown (spec §6.3)
     model = meta_model("ugrnn_intermediate_t30_dthresh")
     assert (model.times, model.image_off, model.decoder) == (30, None, "dthresh")
+
+
+def test_lstm_shallow_constants_equal_the_release_npz_exactly():
+    """Every per-cell constant and training-time model constant of lstm_shallow.npz, compared at full precision
+    with the resolved graph (and the built cells), not with rounded copies."""
+    npz = LSTM_SHALLOW_NPZ["model_params"]
+    cfg = model_config("lstm_shallow")
+    assert cfg["times"] == npz["times"] and cfg["image_off"] == npz["image_off"]
+    backbone = [n["pre"] for name, n in cfg["nodes"].items() if n.get("pre") and name != "imnetds"]
+    assert all(pre["weight_decay"] == npz["ff_weight_decay"] for pre in backbone)
+    assert all(pre["init"] == {"variance_scaling": npz["ff_kernel_initializer_kwargs"]["scale"]} for pre in backbone)
+    model = convrnn.build_model("lstm_shallow", input_size=96, width_multiplier=0.125)
+    checked = 0
+    for node, params in npz["layer_params"].items():
+        if not params:
+            assert cfg["nodes"][node].get("cell") is None
+            continue
+        p, cell = params["cell_params"], cfg["nodes"][node]["cell"]
+        assert cell["kernel_size"] == int(p["filter_size"])
+        assert cell["forget_bias"] == p["forget_bias"]
+        assert cell["bias_init"] == p["bias_initializer_kwargs"]["value"]
+        assert cell["kernel_init"] == {"variance_scaling": p["kernel_initializer_kwargs"]["scale"]}
+        assert cell["weight_decay"] == p["weight_decay"]
+        assert bool(cell.get("peepholes", False)) == p["use_peepholes"]
+        assert cell["layer_norm"] == p["layer_norm"]
+        assert model_config("lstm_shallow", width_multiplier=1.0)["nodes"][node]["cell"]["out_channels"] == \
+            p["out_depth"]
+        built = model.nodes[node].cell
+        assert built.forget_bias == p["forget_bias"]
+        assert torch.all(built.conv.bias == torch.tensor(p["bias_initializer_kwargs"]["value"], dtype=torch.float32))
+        checked += 1
+    assert checked == 3

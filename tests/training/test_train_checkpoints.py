@@ -60,7 +60,7 @@ def _copy_yaml_tree(tmp_path: Path) -> Path:
     """ugrnn_intermediate.yaml and the backbone it extends, in a folder of their own."""
     folder = tmp_path / "graphs"
     (folder / "backbones").mkdir(parents=True)
-    src = REPO / "convrnn" / "model_configs"
+    src = REPO / "configs" / "models"
     shutil.copy(src / "ugrnn_intermediate.yaml", folder / "my_ugrnn.yaml")
     shutil.copy(src / "backbones" / "intermediate.yaml", folder / "backbones" / "intermediate.yaml")
     return folder / "my_ugrnn.yaml"
