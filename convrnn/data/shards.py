@@ -10,7 +10,15 @@ Layout written into ``out_dir`` (``{prefix}`` is ``imagenet`` or ``synthetic``):
   digest); then one line per sample ``[shard, key, cls, ext, source, meta]``. The plan follows from the
   seed and the sorted file list. A rerun recomputes it, and refuses to go on if it differs.
 - ``dataset.json``: the size index, written last: classes, and per split the total count, shard
-  names and per-shard counts. The DataModule reads it to know epoch sizes and the exact val count.
+  names and per-shard counts. The DataModule reads it to know epoch sizes and the exact val count, and to
+  count what a damaged shard lacks. For ImageNet conversions it also lists, per split, the source files that
+  do not decode (``undecodable``: path relative to the root and reason) and whether they were kept.
+
+Undecodable images (:func:`convert_imagenet`): before planning, every image is decoded once, fully but
+cheaply (a JPEG at 1/8 scale with ``Image.draft``, which still reads every byte of its entropy-coded data,
+so a truncated file fails; PIL's ``verify()`` would not notice). Files that fail (truncated, not an image,
+empty) are left out of the shards unless ``keep_undecodable`` is set; either way they are listed. The plan
+header remembers the verdicts for the scanned file list, so a resumed run does not decode everything again.
 
 Every file is written to a temp file in the same directory, fsynced, then ``os.replace``d, so a shard
 that exists is complete. After an interruption, rerun the same command. Stale temp files are removed,
@@ -52,6 +60,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from convrnn.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +205,7 @@ def scan_class_folders(
     class_to_idx = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(found) - set(class_to_idx))
     if unknown:
-        raise ValueError(f"{d}: class folders not in the class list: {unknown[:5]}{'...' if len(unknown) > 5 else ''}")
+        raise UserError(f"{d}: class folders not in the class list: {unknown[:5]}{'...' if len(unknown) > 5 else ''}")
     base = Path(root) if root is not None else d
     paths: list[tuple[str, int, str]] = []
     for c in sorted(class_to_idx):
@@ -232,23 +242,23 @@ def read_labels_file(path: str | os.PathLike, classes: Sequence[str]) -> dict[st
             is_first, first = first, False
             parts = [p for p in re.split(r"[,\s]+", line) if p]
             if len(parts) < 2:
-                raise ValueError(f"{path}:{lineno}: expected 'filename label', got {line!r}")
+                raise UserError(f"{path}:{lineno}: expected 'filename label', got {line!r}")
             name, lab = parts[0], parts[1]
             if lab in class_to_idx:
                 idx = class_to_idx[lab]
             elif re.fullmatch(r"\d+", lab):
                 idx = int(lab)
                 if not 0 <= idx < len(classes):
-                    raise ValueError(f"{path}:{lineno}: class index {idx} outside [0, {len(classes)})")
+                    raise UserError(f"{path}:{lineno}: class index {idx} outside [0, {len(classes)})")
             elif is_first:
                 continue  # a header line such as "ImageId,PredictionString"
             else:
-                raise ValueError(f"{path}:{lineno}: label {lab!r} is neither a known wnid nor a class index")
+                raise UserError(f"{path}:{lineno}: label {lab!r} is neither a known wnid nor a class index")
             if name in labels:
-                raise ValueError(f"{path}:{lineno}: {name!r} listed twice")
+                raise UserError(f"{path}:{lineno}: {name!r} listed twice")
             labels[name] = idx
     if not labels:
-        raise ValueError(f"{path}: no labels found")
+        raise UserError(f"{path}: no labels found")
     return labels
 
 
@@ -274,7 +284,7 @@ def scan_flat_folder(
         else:
             out.append((n, idx))
     if missing:
-        raise ValueError(f"{labels_file}: no label for {len(missing)} image(s) in {d}, e.g. {missing[:3]}")
+        raise UserError(f"{labels_file}: no label for {len(missing)} image(s) in {d}, e.g. {missing[:3]}")
     keys = unique_keys([os.path.splitext(n)[0] for n, _ in out], [n for n, _ in out])
     return [
         SampleSpec(
@@ -292,7 +302,7 @@ def scan_flat_folder(
 def make_plan(samples: Sequence[SampleSpec], shard_size: int, seed: int, split: str) -> list[list[SampleSpec]]:
     """Shuffle ``samples`` globally (seeded by ``seed`` and ``split``) and cut them into shards."""
     if shard_size < 1:
-        raise ValueError("shard_size must be >= 1")
+        raise UserError(f"shard_size must be >= 1, got {shard_size}")
     rng = np.random.default_rng([int(seed), zlib.crc32(split.encode())])
     order = rng.permutation(len(samples))
     shuffled = [samples[i] for i in order]
@@ -462,10 +472,14 @@ def _prepare_split(
     shard_size: int,
     seed: int,
     overwrite: bool,
+    header_extra: dict | None = None,
 ) -> tuple[dict, list[tuple[str, list[SampleSpec]]], int]:
-    """Plan a split, check the plan against an earlier run, write it; return (index entry, todo, done)."""
+    """Plan a split, check the plan against an earlier run, write it; return (index entry, todo, done).
+
+    ``header_extra`` is stored in the plan's header (not part of its digest).
+    """
     if not samples:
-        raise ValueError(f"no samples for split {split!r}")
+        raise UserError(f"no samples for split {split!r}")
     plan = make_plan(samples, shard_size, seed, split)
     lines = _plan_lines(plan)
     header = {
@@ -478,20 +492,22 @@ def _prepare_split(
         "num_samples": len(samples),
         "num_shards": len(plan),
         "digest": _plan_digest(lines),
+        **(header_extra or {}),
     }
     plan_path = out / f"{prefix}-{split}.plan.jsonl.gz"
     old_shards = sorted(out.glob(f"{prefix}-{split}-[0-9]*.tar"))
     if plan_path.exists() and not overwrite:
         old = read_plan_header(plan_path)
         if old.get("digest") != header["digest"]:
-            changed = [k for k in ("seed", "shard_size", "num_samples") if old.get(k) != header[k]]
-            raise RuntimeError(
+            keys = ("seed", "shard_size", "num_samples", "undecodable_kept")
+            changed = [k for k in keys if k in old and k in header and old[k] != header[k]]
+            raise UserError(
                 f"{plan_path} was written for a different plan ({', '.join(changed or ['file list'])} "
                 f"changed). Resuming would mix two datasets: delete {out}/{prefix}-{split}-* or pass "
                 "overwrite=True (--overwrite) to start over."
             )
     elif old_shards and not overwrite:
-        raise RuntimeError(
+        raise UserError(
             f"{out} holds {prefix}-{split}-*.tar shards but no plan file; refusing to mix them with a new "
             "run. Delete them or pass overwrite=True (--overwrite)."
         )
@@ -507,7 +523,7 @@ def _prepare_split(
     planned = set(names)
     for extra in out.glob(f"{prefix}-{split}-[0-9]*.tar"):
         if extra.name not in planned:
-            raise RuntimeError(f"{extra} is not part of the plan in {plan_path}; remove it")
+            raise UserError(f"{extra} is not part of the plan in {plan_path}; remove it")
     todo, done = [], 0
     for name, entries in zip(names, plan, strict=True):
         p = out / name
@@ -549,8 +565,11 @@ def write_splits(
     progress: bool = True,
     overwrite: bool = False,
     mp_context: str | None = None,
+    plan_headers: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
     """Plan, then write (or finish writing) the shards of several splits. Returns their index entries.
+
+    ``plan_headers[split]`` adds fields to that split's plan header (see :func:`convert_imagenet`).
 
     All splits share one process pool. ``load`` must be picklable (a module-level function or a
     ``functools.partial`` of one) when ``workers > 1``. The pool forks when the caller is single-threaded
@@ -562,7 +581,8 @@ def write_splits(
     out.mkdir(parents=True, exist_ok=True)
     infos, todo, done, total = {}, [], 0, 0
     for split, samples in splits.items():
-        info, t, d = _prepare_split(out, prefix, split, samples, shard_size, seed, overwrite)
+        extra = (plan_headers or {}).get(split)
+        info, t, d = _prepare_split(out, prefix, split, samples, shard_size, seed, overwrite, extra)
         infos[split] = info
         todo += [(path, entries, load) for path, entries in t]
         done += d
@@ -608,7 +628,7 @@ def read_index(path: str | os.PathLike) -> dict:
     with open(p, encoding="utf-8") as f:
         index = json.load(f)
     if index.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{p} is not a {INDEX_FORMAT} index")
+        raise UserError(f"{p} is not a {INDEX_FORMAT} index")
     return index
 
 
@@ -666,6 +686,139 @@ def scan_imagenet_split(
     return scan_flat_folder(d, lf, classes, root=r)
 
 
+# ------------------------------------------------------------------------------------ undecodable images
+def check_image(data: bytes) -> str | None:
+    """None if ``data`` decodes as an image, else why not (for the index and the summary line).
+
+    Decodes fully but cheaply: a JPEG at 1/8 scale (``Image.draft``; libjpeg still reads all of its
+    entropy-coded data, so a truncated file fails, which ``Image.verify()`` would miss), other formats at
+    full size. Any error counts: the training decoder would fail on the same bytes.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return "empty file: 0 bytes"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+            img.load()
+    except UnidentifiedImageError:
+        head = data[:64].lstrip().lower()
+        kind = " (it looks like HTML)" if head.startswith((b"<!doctype html", b"<html")) else ""
+        return f"not an image: no image format recognises its {len(data)} bytes{kind}"
+    except Exception as exn:  # noqa: BLE001 - any decoder error means the sample is unusable
+        return f"cannot decode: {type(exn).__name__}: {exn}"
+    return None
+
+
+def _check_file_task(task: tuple[str, str]) -> tuple[str, str | None]:
+    root, source = task
+    try:
+        data = Path(root, source).read_bytes()
+    except OSError as exn:
+        return source, f"cannot read: {exn.strerror or exn}"
+    return source, check_image(data)
+
+
+def find_undecodable(
+    root: str | os.PathLike,
+    samples: Sequence[SampleSpec],
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "checking images",
+) -> list[dict[str, str]]:
+    """``[{"source", "reason"}]`` for the samples whose file under ``root`` does not decode, in sample order."""
+    from tqdm.auto import tqdm
+
+    tasks = [(str(root), s.source) for s in samples]
+    nw = workers if workers is not None else default_workers(max(1, len(tasks) // 256))
+    reasons: dict[str, str] = {}
+    pool = _pool_context(None).Pool(nw) if nw > 1 and len(tasks) > 1 else None
+    try:
+        results = pool.imap_unordered(_check_file_task, tasks, chunksize=64) if pool else map(_check_file_task, tasks)
+        for source, reason in tqdm(results, total=len(tasks), unit="img", desc=desc, disable=not progress):
+            if reason is not None:
+                reasons[source] = reason
+        if pool:
+            pool.close()
+            pool.join()
+    finally:
+        if pool:
+            pool.terminate()
+    return [{"source": s.source, "reason": reasons[s.source]} for s in samples if s.source in reasons]
+
+
+def _candidates_digest(root: Path, samples: Sequence[SampleSpec]) -> str:
+    """Identifies the scanned file list (paths, sizes, mtimes): the image check is redone when it changes."""
+    h = hashlib.sha256()
+    for s in samples:
+        st = (root / s.source).stat()
+        h.update(json.dumps([s.key, s.cls, s.source, st.st_size, st.st_mtime_ns]).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _checked_split(
+    root: Path,
+    out: Path,
+    prefix: str,
+    split: str,
+    candidates: list[SampleSpec],
+    keep_undecodable: bool,
+    overwrite: bool,
+    workers: int | None,
+    progress: bool,
+) -> tuple[list[SampleSpec], dict]:
+    """The samples to write and the plan-header fields recording the image check of this split."""
+    digest = _candidates_digest(root, candidates)
+    plan_path = out / f"{prefix}-{split}.plan.jsonl.gz"
+    bad = None
+    if plan_path.exists() and not overwrite:
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            old = read_plan_header(plan_path)
+            if old.get("candidates_digest") == digest:
+                bad = old.get("undecodable")  # the same files were checked by the run that wrote this plan
+    if bad is None:
+        bad = find_undecodable(root, candidates, workers, progress, desc=f"{prefix}-{split}: checking images")
+    if bad:
+        log.info(
+            "%s-%s: %d undecodable image(s) %s",
+            prefix,
+            split,
+            len(bad),
+            "kept (keep_undecodable)" if keep_undecodable else "left out",
+        )
+    dropped = set() if keep_undecodable else {b["source"] for b in bad}
+    samples = [s for s in candidates if s.source not in dropped]
+    header = {"candidates_digest": digest, "undecodable": bad, "undecodable_kept": bool(keep_undecodable)}
+    return samples, header
+
+
+def undecodable_summary(
+    index: dict, out_dir: str | os.PathLike, splits: Sequence[str] | None = None, limit: int = 10
+) -> str | None:
+    """One line naming the undecodable files of ``splits`` (default: all) in an index: path and reason of the
+    first ``limit``; None if there are none."""
+    parts, total, kept = [], 0, False
+    for split, info in sorted(index.get("splits", {}).items()):
+        if splits is not None and split not in splits:
+            continue
+        bad = info.get("undecodable") or []
+        total += len(bad)
+        kept = kept or bool(info.get("undecodable_kept"))
+        parts += [f"{b['source']} ({b['reason']})" for b in bad]
+    if not total:
+        return None
+    more = f"; ... and {total - limit} more" if total > limit else ""
+    verb = "kept (--keep-undecodable)" if kept else "left out"
+    return (
+        f"{verb} {total} undecodable image(s), all listed in {Path(out_dir) / INDEX_NAME}: "
+        + "; ".join(parts[:limit])
+        + more
+    )
+
+
 def convert_imagenet(
     root: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -678,19 +831,27 @@ def convert_imagenet(
     prefix: str = "imagenet",
     progress: bool = True,
     overwrite: bool = False,
+    keep_undecodable: bool = False,
 ) -> dict:
     """Convert ``root/{train,val}`` (ImageNet layout) to ``{prefix}-{split}-%06d.tar`` + ``dataset.json``.
 
     Classes are the sorted folder names of ``root/train`` (ImageFolder order) unless ``classes`` is given.
-    Rerunning after an interruption finishes the job without duplicating or losing samples; see the module
-    doc for the layout and the supported validation label files. Returns the written index.
+    Every image is decoded once first; those that fail are left out (kept with ``keep_undecodable``) and
+    listed in the index under ``splits.<split>.undecodable`` (see the module doc). Rerunning after an
+    interruption finishes the job without duplicating or losing samples; see the module doc for the layout
+    and the supported validation label files. Returns the written index.
     """
     r = Path(root)
+    if not r.is_dir():
+        raise UserError(f"the ImageNet root {r} is not a directory")
+    out = Path(out_dir)
     cls = list(classes) if classes is not None else find_classes(r / "train")
-    samples = {
-        split: scan_imagenet_split(r, split, cls, labels_file=val_labels if split == "val" else None)
-        for split in splits
-    }
+    samples, headers = {}, {}
+    for split in splits:
+        candidates = scan_imagenet_split(r, split, cls, labels_file=val_labels if split == "val" else None)
+        samples[split], headers[split] = _checked_split(
+            r, out, prefix, split, candidates, keep_undecodable, overwrite, workers, progress
+        )
     load = partial(read_file_bytes, str(r))
     written = write_splits(
         out_dir,
@@ -702,14 +863,18 @@ def convert_imagenet(
         workers=workers,
         progress=progress,
         overwrite=overwrite,
+        plan_headers=headers,
     )
+    for split, info in written.items():
+        info["undecodable"] = headers[split]["undecodable"]
+        info["undecodable_kept"] = headers[split]["undecodable_kept"]
     return write_index(out_dir, prefix, cls, written, source=str(r.resolve()))
 
 
 def split_shard_paths(index_dir: str | os.PathLike, index: dict, split: str) -> tuple[list[str], list[int]]:
     """Absolute shard paths and per-shard counts of ``split`` from a loaded index."""
     if split not in index.get("splits", {}):
-        raise ValueError(
+        raise UserError(
             f"{Path(index_dir) / INDEX_NAME} has no {split!r} split (it has {sorted(index.get('splits', {}))})"
         )
     entries = index["splits"][split]["shards"]

@@ -17,6 +17,7 @@ import webdataset as wds
 
 from convrnn.data import shards
 from convrnn.data.shards import convert_imagenet, read_index, read_labels_file
+from convrnn.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,7 +167,7 @@ def test_crash_midway_then_resume(fake_imagenet: Path, tmp_path: Path, monkeypat
 
 def test_resume_refuses_a_different_plan(fake_imagenet: Path, tmp_path: Path) -> None:
     convert_imagenet(fake_imagenet, tmp_path, splits=["val"], shard_size=3, seed=0, workers=1, progress=False)
-    with pytest.raises(RuntimeError, match="seed"):
+    with pytest.raises(UserError, match="seed changed"):
         convert_imagenet(fake_imagenet, tmp_path, splits=["val"], shard_size=3, seed=7, workers=1, progress=False)
     index = convert_imagenet(
         fake_imagenet,
