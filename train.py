@@ -4,7 +4,9 @@
 See docs/training.md for the configs, resuming (``--ckpt_path last``) and multi-GPU/multi-node launches.
 """
 
+import sys
+
 from convrnn.training.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -238,9 +238,9 @@ def _progress_bar(kind: str) -> Callback:
     return TQDMProgressBar()
 
 
-def main(args: list[str] | None = None) -> ConvRNNCLI | None:
-    """Entry point of train.py (``convrnn-train``). A user error (a config value, a file, an untrusted checkpoint)
-    exits with status 2 and a message naming it, without a traceback."""
+def run_cli(args: list[str] | None = None) -> ConvRNNCLI:
+    """Run a ``train.py`` command and return the CLI (its trainer, model and datamodule). A user error (a config
+    value, a file, an untrusted checkpoint) exits with status 2 and a message naming it, without a traceback."""
     try:
         return ConvRNNCLI(args=args)
     except UserConfigError as exn:
@@ -251,5 +251,11 @@ def main(args: list[str] | None = None) -> ConvRNNCLI | None:
         raise SystemExit(2) from None
 
 
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``train.py`` and ``convrnn-train``: 0 on success (errors exit as ``run_cli`` says)."""
+    run_cli(args)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

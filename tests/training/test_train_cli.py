@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from train_helpers import REPO, tiny_config, write_config
 
 from convrnn.training.callbacks import FiniteModelCheckpoint
-from convrnn.training.cli import ConvRNNCLI, default_precision, main
+from convrnn.training.cli import ConvRNNCLI, default_precision, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def test_fit_writes_run_folder_metrics_and_resumes(tmp_path: Path, synthetic_roo
     cfg = tiny_config(synthetic_root, tmp_path / "runs", trainer={"max_steps": 4, "val_check_interval": 2},
                       run={"progress_bar": "rich"})
     config = write_config(tmp_path / "tiny.yaml", cfg)
-    cli = main(["fit", "--config", str(config)])
+    cli = run_cli(["fit", "--config", str(config)])
     trainer = cli.trainer
     run_dir = tmp_path / "runs" / "tiny"
     assert trainer.global_step == 4
@@ -65,20 +65,20 @@ def test_fit_writes_run_folder_metrics_and_resumes(tmp_path: Path, synthetic_roo
     loader_state = last["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]  # the loader's resume state
     assert loader_state["total_batches"] == 4
 
-    cli = main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "6"])
+    cli = run_cli(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "6"])
     assert cli.trainer.global_step == 6
     assert (run_dir / "csv" / "version_1" / "metrics.csv").is_file()
 
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
     for sub in ("validate", "test"):
-        cli = main([sub, "--config", str(config), "--ckpt_path", ckpt])
+        cli = run_cli([sub, "--config", str(config), "--ckpt_path", ckpt])
         assert float(cli.trainer.callback_metrics[f"{sub if sub == 'test' else 'val'}/samples"]) == 24
 
 
 def test_lr_schedule_follows_warmup_and_cosine(tmp_path: Path, synthetic_root: Path) -> None:
     cfg = tiny_config(synthetic_root, tmp_path / "runs", model={"lr": 0.1, "warmup_steps": 2, "min_lr_ratio": 0.1},
                       trainer={"max_steps": 6, "limit_val_batches": 0})
-    cli = main(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+    cli = run_cli(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     rows = _metrics(tmp_path / "runs" / "tiny")
     assert {"lr/wd0", "lr/wd0.0001"} <= set(rows[0])  # one column per weight-decay group, same schedule
     lrs = [float(r["lr/wd0.0001"]) for r in rows if r.get("lr/wd0.0001")]
@@ -92,7 +92,7 @@ def test_lr_schedule_follows_warmup_and_cosine(tmp_path: Path, synthetic_root: P
 def test_compile_in_place_keeps_checkpoint_keys(tmp_path: Path, synthetic_root: Path) -> None:
     cfg = tiny_config(synthetic_root, tmp_path / "runs", trainer={"max_steps": 1, "limit_val_batches": 0},
                       model={"compile": True, "compile_kwargs": {"backend": "eager"}, "channels_last": True})
-    cli = main(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+    cli = run_cli(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     assert cli.model.model._compiled_call_impl is not None  # nn.Module.compile() ran
     state = torch.load(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert not any("_orig_mod" in k for k in state)
@@ -114,7 +114,7 @@ def test_bad_config_value_names_the_key(tmp_path: Path, synthetic_root: Path, ca
                                         args: list[str], named: str) -> None:
     config = write_config(tmp_path / "c.yaml", tiny_config(synthetic_root, tmp_path / "runs"))
     with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(config), *args])
+        run_cli(["fit", "--config", str(config), *args])
     assert exc.value.code == 2
     assert named in capsys.readouterr().err
 
@@ -124,7 +124,7 @@ def test_class_count_mismatch_names_the_key(tmp_path: Path, synthetic_root: Path
     cfg = tiny_config(synthetic_root, tmp_path / "runs")
     cfg["model"]["overrides"]["num_classes"] = 2  # the data has 4
     with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+        run_cli(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "model.overrides" in err and "4 classes" in err
