@@ -11,7 +11,8 @@ Examples:
       --neuroids neuroids.csv --bins bins.csv --out runs/mine        # no brainio file: plain arrays
 
 Writes scores.csv, best_layers.csv, scores.json, predictivity_over_time.png and raw_over_time.png to --out
-(see convrnn/neural/pipeline.py).
+(see convrnn/neural/pipeline.py). Bad input stops the command before any work with "error: ..." and exit status 2;
+--out is created only once the inputs pass, and a failed run leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from convrnn.errors import UserError
 from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED
-from convrnn.neural.metrics import CONVENTIONS
+from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS
 from convrnn.neural.pipeline import FitConfig, run
 from convrnn.neural.synthetic import SyntheticConfig
 
@@ -44,9 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "architecture, untrained (NOT the teacher)")
     g.add_argument("--weights", help="weights for a zoo/YAML model (.pt state dict or .ckpt)")
     g.add_argument("--input-size", type=int, help="input size of a zoo/YAML model (default: 64 with synthetic "
-                                                  "data, else 224)")
+                                                  "data, else 224, raised to the smallest size the model builds "
+                                                  "at, e.g. 65 for the shallow models)")
     g.add_argument("--width", type=float, help="width multiplier of a zoo/YAML model (default: 0.125 with "
                                                "synthetic data, else 1)")
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a checkpoint that needs full unpickling (it can run code: only for files you trust)")
     g.add_argument("--seed", type=int, default=DEFAULT_ZOO_SEED, help="seed of an untrained zoo model's weights")
     g.add_argument("--layers", nargs="+", help="layers to score (default: all but the readout)")
     g.add_argument("--times", type=int, default=26, help="model steps (neural presentation: 26)")
@@ -93,13 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--convention", choices=sorted(CONVENTIONS), default="r2_over_c",
                    help="noise correction: R**2/c (default; ~1 = perfect), (R/c)**2 or R/c")
     g.add_argument("--splits", choices=["brainscore", "nayebi"], default="brainscore")
+    g.add_argument("--ceiling-missing", choices=sorted(v.replace("_", "-") for v in CEILING_MISSING),
+                   help="split-half ceiling where a stimulus has no trial in one half: drop-neuroid (Brain-Score: "
+                        "that neuroid is NaN for the split and left out of the median; default with --splits "
+                        "brainscore) or drop-stimulus (the stimulus is left out of that neuroid's correlation; "
+                        "default with --splits nayebi)")
     g.add_argument("--n-splits", type=int, help="evaluation splits (default: 10 brainscore, 5 nayebi)")
     g.add_argument("--nayebi-seeds", type=int, default=0, metavar="N",
                    help="also report Nayebi's r~ (brainmodel_utils r_xy_n_sb: maps refit on trial halves) for each "
                         "area's best layer, over N split-half seeds (brainmodel_utils uses 1000; each seed costs two "
                         "extra fits per split and bin). Column nayebi_r; default 0 = off")
     g.add_argument("--min-ceiling", type=float, default=0.2,
-                   help="bins with a lower area ceiling are flagged unreliable and not plotted")
+                   help="bins with a lower area ceiling are flagged unreliable, not plotted, and left out of the "
+                        "time averages (mean_*_ceiled_bins in best_layers.csv)")
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, type=Path, help="output folder")
     g.add_argument("--keep-features", action="store_true", help="keep OUT/features (memmapped .npy files)")
@@ -123,7 +134,8 @@ def config_from_args(args: argparse.Namespace) -> FitConfig:
         batch_size=args.batch_size, pca=args.pca, pca_images=args.pca_images, synthetic=synthetic,
         synthetic_dir=args.synthetic_dir, keep_features=args.keep_features, min_ceiling=args.min_ceiling,
         nayebi_seeds=args.nayebi_seeds, model_threads=args.model_threads or None, threads=args.threads or None,
-        progress=not args.no_progress,
+        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint,
+        ceiling_missing=args.ceiling_missing.replace("-", "_") if args.ceiling_missing else None,
     )
 
 
@@ -131,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(config_from_args(args))
+    try:
+        result = run(config_from_args(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(result.best_layers.to_string(index=False))
     print("timings (s): " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in result.timings.items()))
     for name, path in result.paths.items():

@@ -1,12 +1,13 @@
 """Neural data and model-to-brain scoring: brainio I/O, PLS/ridge maps on torch, splits, ceilings, scoring.
 
-See ``shared/docs/neural_fitting_spec.md`` for the conventions reproduced here (Brain-Score, Nayebi et al.).
+``docs/neural.md`` describes the conventions reproduced here (Brain-Score, Nayebi et al.) and every default.
 """
 
 from .assembly import (
     TrialData,
     average_repetitions,
     check_time_bins,
+    check_trials,
     from_arrays,
     gather_indexes,
     load_assembly,
@@ -27,6 +28,7 @@ from .mapping import (
     pls_primal,
 )
 from .metrics import (
+    CEILING_MISSING,
     CONVENTIONS,
     CeilingResult,
     NayebiResult,
@@ -38,13 +40,16 @@ from .metrics import (
     split_half_ceiling,
 )
 from .scoring import (
+    DEFAULT_MIN_CEILING,
     NAYEBI_AREAS,
     ArrayFeatures,
     FeatureSource,
     MemmapFeatures,
     ScoringResult,
     default_bin_steps,
+    pick_best_layers,
     score_model,
+    time_average,
 )
 from .splits import (
     SELECTION_RANDOM_STATE,
@@ -59,7 +64,9 @@ from .stimuli import load_image, load_stimulus_set, open_stimulus
 
 __all__ = [
     "BRAINSCORE_RIDGE_ALPHAS",
+    "CEILING_MISSING",
     "CONVENTIONS",
+    "DEFAULT_MIN_CEILING",
     "NAYEBI_AREAS",
     "NAYEBI_RIDGE_ALPHAS",
     "SELECTION_RANDOM_STATE",
@@ -78,6 +85,7 @@ __all__ = [
     "brainscore_splits",
     "center_gram",
     "check_time_bins",
+    "check_trials",
     "default_bin_steps",
     "from_arrays",
     "gather_indexes",
@@ -94,6 +102,7 @@ __all__ = [
     "noise_correct",
     "open_stimulus",
     "pearson_r",
+    "pick_best_layers",
     "pls_kernel",
     "pls_primal",
     "repetition_splits",
@@ -102,5 +111,6 @@ __all__ = [
     "selection_splits",
     "spearman_brown",
     "split_half_ceiling",
+    "time_average",
     "trial_array",
 ]

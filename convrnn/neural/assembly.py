@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from convrnn.errors import UserError
+
 __all__ = [
     "TrialData",
     "average_repetitions",
     "check_time_bins",
+    "check_trials",
     "from_arrays",
     "gather_indexes",
     "load_assembly",
@@ -92,25 +96,31 @@ def _num(value: float) -> float | int:
     return int(value) if value.is_integer() else value
 
 
-def check_time_bins(starts: Sequence[float], ends: Sequence[float]) -> None:
-    """Raise ``ValueError`` naming the offending bins unless bins are non-empty, sorted and non-overlapping.
+def check_time_bins(starts: Sequence[float], ends: Sequence[float]) -> np.ndarray:
+    """Validate time bins given in any order; return the index order that sorts them by start.
 
-    Why: steps are matched to bins by their start time, and per-bin results are reported in bin order.
+    Raises :class:`UserError` naming the offending bins when a bin is empty (end <= start), occurs twice (the same
+    (start, end) pair), or overlaps its neighbour once sorted. Why no "must be sorted": nothing needs the stored
+    order, so callers sort the bins (and the data with them) with the returned order.
     """
     starts = np.asarray(starts, dtype=float)
     ends = np.asarray(ends, dtype=float)
     if starts.shape != ends.shape:
-        raise ValueError(f"time bins: {starts.size} starts but {ends.size} ends")
+        raise UserError(f"time bins: {starts.size} starts but {ends.size} ends")
     pairs = [(_num(s), _num(e)) for s, e in zip(starts, ends, strict=True)]
     empty = [pair for pair in pairs if not pair[1] > pair[0]]
     if empty:
-        raise ValueError(f"time bins must have end > start; offending bins (start, end): {_preview(empty)}")
-    unsorted = [(pairs[i], pairs[i + 1]) for i in range(len(pairs) - 1) if starts[i + 1] <= starts[i]]
-    if unsorted:
-        raise ValueError(f"time bins must be sorted by start; out-of-order neighbours: {_preview(unsorted)}")
-    overlap = [(pairs[i], pairs[i + 1]) for i in range(len(pairs) - 1) if starts[i + 1] < ends[i]]
+        raise UserError(f"time bins must have end > start; offending bins (start, end): {_preview(empty)}")
+    counts = pd.Series(pairs, dtype=object).value_counts(sort=False)
+    duplicated = [pair for pair, n in counts.items() if n > 1]
+    if duplicated:
+        raise UserError(f"time bins must be unique; bins (start, end) given more than once: {_preview(duplicated)}")
+    order = np.lexsort((ends, starts))  # by start, then end
+    s, e = starts[order], ends[order]
+    overlap = [(pairs[order[i]], pairs[order[i + 1]]) for i in range(len(order) - 1) if s[i + 1] < e[i]]
     if overlap:
-        raise ValueError(f"time bins overlap; offending neighbours (start, end): {_preview(overlap)}")
+        raise UserError(f"time bins overlap; offending neighbours (start, end): {_preview(overlap)}")
+    return order
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -124,13 +134,20 @@ def _list_groups(path: str | os.PathLike) -> list[str]:
         return list(f.groups)
 
 
+def _unreadable(path: str | os.PathLike, exc: BaseException) -> UserError:
+    """The error for a file that h5py/h5netcdf cannot open: names the file, says it is damaged or not HDF5."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UserError(f"{path}: cannot read this file; it is damaged (e.g. truncated by an interrupted copy) or not "
+                     f"a netCDF-4/HDF5 file ({type(exc).__name__}: {reason})")
+
+
 def _open_dataarray(path: str | os.PathLike, group: str | None = None) -> xr.DataArray:
     with xr.open_dataset(path, engine="h5netcdf", group=group, phony_dims="sort") as ds:
         names = list(ds.data_vars)
         name = next((n for n in _DATA_VARIABLES if n in names), None)
         if name is None:
             if len(names) != 1:
-                raise ValueError(
+                raise UserError(
                     f"{path}: expected one data variable named 'data' or '__xarray_dataarray_variable__', "
                     f"found {names}"
                 )
@@ -150,17 +167,24 @@ def load_assembly(
 
     * Accepts the data variable ``data`` (current writer) or ``__xarray_dataarray_variable__`` (legacy).
     * Legacy ``image_id`` is copied into ``stimulus_id``.
-    * Time bins are checked (sorted, non-overlapping).
+    * Time bins are checked (non-empty, unique, non-overlapping; any order: :func:`trial_array` sorts them).
+    * A file h5netcdf cannot open (truncated, not HDF5) raises :class:`UserError` naming it.
     * ``stimulus_set`` (from :func:`convrnn.neural.load_stimulus_set`) is left-joined onto ``presentation`` by
       ``stimulus_id``; ids missing from it raise ``KeyError``.
     * Files that are not NeuroidAssemblies (e.g. brainio's SpikeTimesAssembly with dim ``event``) are returned
       with their own dims; netCDF groups (extra metadata) are loaded into ``attrs[group_name]`` as DataArrays.
       ``attrs["assembly_type"]`` says which kind was found.
     """
-    da = _open_dataarray(path)
+    try:
+        da = _open_dataarray(path)
+        groups = _list_groups(path)
+    except UserError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # h5py/h5netcdf on a truncated or foreign file
+        raise _unreadable(path, exc) from None
     if "image_id" in da.coords and "stimulus_id" not in da.coords:
         da = da.assign_coords(stimulus_id=da.coords["image_id"])
-    for group in _list_groups(path):
+    for group in groups:
         try:
             meta = _open_dataarray(path, group=group)
             da.attrs[group] = gather_indexes(meta) if gather else meta
@@ -170,7 +194,7 @@ def load_assembly(
     if dims in NEUROID_DIMS:
         da.attrs["assembly_type"] = "NeuroidAssembly"
         if "time_bin_start" in da.coords and "time_bin_end" in da.coords:
-            check_time_bins(da["time_bin_start"].values, da["time_bin_end"].values)
+            check_time_bins(da["time_bin_start"].values, da["time_bin_end"].values)  # stored order kept here
     elif dims == {"event"}:
         da.attrs["assembly_type"] = "SpikeTimesAssembly"
         logger.info("%s is a SpikeTimesAssembly (dim 'event'), not a NeuroidAssembly; returned as is", path)
@@ -187,19 +211,19 @@ def merge_stimulus_set(
 ) -> xr.DataArray:
     """Left-join stimulus-set columns onto ``presentation`` by ``stimulus_id`` (brainio's StimulusMergeLoader).
 
-    Columns the assembly already has are kept as they are. Raises ``KeyError`` naming the stimulus ids that the
-    stimulus set lacks. The DataFrame is kept in ``attrs["stimulus_set"]`` (dropped when saving).
+    Columns the assembly already has are kept as they are. Raises :class:`UserError` naming the stimulus ids that
+    the stimulus set lacks. The DataFrame is kept in ``attrs["stimulus_set"]`` (dropped when saving).
     """
     plain = _reset_indexes(assembly)
     if "stimulus_id" not in plain.coords:
-        raise KeyError("assembly has no 'stimulus_id' (or legacy 'image_id') coordinate on presentation")
+        raise UserError("assembly has no 'stimulus_id' (or legacy 'image_id') coordinate on presentation")
     ids = pd.Index(stimulus_set["stimulus_id"].astype(str))
     if ids.has_duplicates:
-        raise ValueError(f"stimulus set has duplicate stimulus_id values: {_preview(ids[ids.duplicated()].unique())}")
+        raise UserError(f"stimulus set has duplicate stimulus_id values: {_preview(ids[ids.duplicated()].unique())}")
     wanted = pd.Index(np.asarray(plain["stimulus_id"].values).astype(str))
     missing = wanted.unique().difference(ids)
     if len(missing):
-        raise KeyError(f"{len(missing)} stimulus ids of the assembly are missing from the stimulus set: "
+        raise UserError(f"{len(missing)} stimulus ids of the assembly are missing from the stimulus set: "
                        f"{_preview(sorted(missing))}")
     table = stimulus_set.set_index(ids)
     for column in stimulus_set.columns:
@@ -285,18 +309,19 @@ def save_assembly(
 # plain arrays
 
 
-def _bins_from(bins: Any, n_bins: int) -> np.ndarray | None:
+def _bins_from(bins: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bins [B, 2] sorted by start, the order that sorted them) or None."""
     if bins is None:
         return None
     arr = np.asarray(bins, dtype=float)
     if arr.ndim == 1:
         if arr.size != n_bins + 1:
-            raise ValueError(f"bin edges: expected {n_bins + 1} edges for {n_bins} bins, got {arr.size}")
+            raise UserError(f"bin edges: expected {n_bins + 1} edges for {n_bins} bins, got {arr.size}")
         arr = np.stack([arr[:-1], arr[1:]], axis=1)
     if arr.shape != (n_bins, 2):
-        raise ValueError(f"bins: expected {n_bins + 1} edges or {n_bins} (start, end) pairs, got shape {arr.shape}")
-    check_time_bins(arr[:, 0], arr[:, 1])
-    return arr
+        raise UserError(f"bins: expected {n_bins + 1} edges or {n_bins} (start, end) pairs, got shape {arr.shape}")
+    order = check_time_bins(arr[:, 0], arr[:, 1])
+    return arr[order], order
 
 
 def _frame(table: pd.DataFrame | Sequence[Any] | None, id_column: str, n: int, what: str,
@@ -308,15 +333,15 @@ def _frame(table: pd.DataFrame | Sequence[Any] | None, id_column: str, n: int, w
         if id_column not in frame.columns and id_column == "stimulus_id" and "image_id" in frame.columns:
             frame[id_column] = frame["image_id"]
         if id_column not in frame.columns:
-            raise KeyError(f"{what} table needs a {id_column!r} column; has {list(frame.columns)}")
+            raise UserError(f"{what} table needs a {id_column!r} column; has {list(frame.columns)}")
     else:
         frame = pd.DataFrame({id_column: list(table)})
     if len(frame) != n:
-        raise ValueError(f"responses have {n} {plural} but the {what} table has {len(frame)} rows")
+        raise UserError(f"responses have {n} {plural} but the {what} table has {len(frame)} rows")
     frame[id_column] = frame[id_column].astype(str)
     dup = frame[id_column][frame[id_column].duplicated()]
     if len(dup):
-        raise ValueError(f"duplicate {id_column} values: {_preview(dup.unique())}")
+        raise UserError(f"duplicate {id_column} values: {_preview(dup.unique())}")
     return frame
 
 
@@ -333,7 +358,8 @@ def from_arrays(
     ``stimuli``: a DataFrame with one row per stimulus and a ``stimulus_id`` column (other columns, e.g.
     ``object_name``, become presentation coordinates) or just the ids. ``neuroids``: a DataFrame with
     ``neuroid_id`` (plus e.g. ``region``, ``subregion``) or ids, default ``n0, n1, ...``. ``bins``: B+1 edges or
-    B (start, end) pairs in ms (validated: sorted, non-overlapping). NaN entries are missing trials; they stay
+    B (start, end) pairs in ms, in any order (validated: non-empty, unique, non-overlapping; sorted by start here,
+    the responses' bin axis with them). NaN entries are missing trials; they stay
     NaN here and are averaged out by :func:`trial_array` / :func:`average_repetitions`.
     """
     data = np.asarray(responses)
@@ -343,11 +369,16 @@ def from_arrays(
     elif data.ndim == 4:
         has_bins = True
     else:
-        raise ValueError(f"responses must be [repetitions, stimuli, neurons(, bins)], got shape {data.shape}")
+        raise UserError(f"responses must be [repetitions, stimuli, neurons(, bins)], got shape {data.shape}")
     n_rep, n_stim, n_neur, n_bins = data.shape
     stim = _frame(stimuli, "stimulus_id", n_stim, "stimulus", "stimuli")
     neur = _frame(neuroids, "neuroid_id", n_neur, "neuroid", "neuroids")
-    edges = _bins_from(bins, n_bins)
+    sorted_bins = _bins_from(bins, n_bins)
+    edges = None
+    if sorted_bins is not None:
+        edges, order = sorted_bins
+        if not np.array_equal(order, np.arange(len(order))):  # no copy of an already sorted array
+            data = data[..., order]
     if has_bins and edges is None:
         edges = np.stack([np.arange(n_bins), np.arange(1, n_bins + 1)], axis=1).astype(float)
         logger.warning("no bin edges given: using placeholder bins [i, i+1)")
@@ -377,26 +408,47 @@ def _int_if_whole(values: np.ndarray) -> np.ndarray:
 
 def _read_array(path: Path, key: str | None) -> np.ndarray:
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path)
-    if suffix == ".npz":
-        with np.load(path) as z:
-            if key is None:
-                if len(z.files) != 1:
-                    raise KeyError(f"{path}: several arrays {z.files}; pass key=")
-                key = z.files[0]
-            return z[key]
-    if suffix in (".h5", ".hdf5", ".hdf"):
+    if suffix not in (".npy", ".npz", ".h5", ".hdf5", ".hdf"):
+        raise UserError(f"{path}: unsupported responses file type {suffix!r} (use .npy, .npz or .h5)")
+    try:
+        if suffix == ".npy":
+            return np.load(path)
+        if suffix == ".npz":
+            with np.load(path) as z:
+                if key is None:
+                    if len(z.files) != 1:
+                        raise UserError(f"{path}: several arrays {z.files}; pass key= (fit_neural.py: --key)")
+                    key = z.files[0]
+                if key not in z.files:
+                    raise UserError(f"{path}: no array {key!r}; it holds {z.files}")
+                return z[key]
         import h5py
 
         with h5py.File(path, "r") as f:
+            names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
             if key is None:
-                names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
                 if len(names) != 1:
-                    raise KeyError(f"{path}: datasets {names}; pass key=")
+                    raise UserError(f"{path}: datasets {names}; pass key= (fit_neural.py: --key)")
                 key = names[0]
+            if key not in f or not isinstance(f[key], h5py.Dataset):
+                raise UserError(f"{path}: no dataset {key!r}; it holds {names}")
             return f[key][()]
-    raise ValueError(f"{path}: unsupported responses file type {suffix!r} (use .npy, .npz or .h5)")
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or foreign file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: cannot read this responses file; it is damaged (e.g. truncated) or not a valid "
+                        f"{suffix} file ({type(exc).__name__}: {reason})") from None
+
+
+def _read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """``pd.read_csv`` with a :class:`UserError` naming the file when it is missing or not a CSV."""
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"{what}: {path} does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what}: {path} is not a readable CSV file ({exc})") from None
 
 
 def load_plain(
@@ -415,15 +467,24 @@ def load_plain(
     path to a .npy/.csv (columns ``time_bin_start, time_bin_end``) file. ``key`` picks the array in .npz/HDF5.
     """
     data = _read_array(Path(responses), key)
-    stim = pd.read_csv(stimuli_csv)
-    neur = pd.read_csv(neuroids_csv) if neuroids_csv is not None else None
+    stim = _read_csv(stimuli_csv, "stimuli")
+    neur = _read_csv(neuroids_csv, "neuroids") if neuroids_csv is not None else None
     if isinstance(bins, str | os.PathLike):
         bpath = Path(bins)
         if bpath.suffix.lower() == ".csv":
-            table = pd.read_csv(bpath)
+            table = _read_csv(bpath, "bins")
+            absent = [c for c in ("time_bin_start", "time_bin_end") if c not in table.columns]
+            if absent:
+                raise UserError(f"bins: {bpath} needs columns time_bin_start, time_bin_end (ms); missing {absent}, "
+                                f"has {list(table.columns)}")
             bins = table[["time_bin_start", "time_bin_end"]].to_numpy()
         else:
-            bins = np.load(bpath)
+            if not bpath.is_file():
+                raise UserError(f"bins: {bpath} does not exist")
+            try:
+                bins = np.load(bpath)
+            except (OSError, ValueError, EOFError) as exc:
+                raise UserError(f"bins: cannot read {bpath} as a .npy array ({exc})") from None
     return from_arrays(data, stim, neur, bins, attrs=attrs)
 
 
@@ -476,17 +537,19 @@ def _coord_frame(assembly: xr.DataArray, dim: str) -> pd.DataFrame:
 def trial_array(assembly: xr.DataArray) -> TrialData:
     """Reshape a (presentation, neuroid[, time_bin]) assembly into ``[repetition, stimulus, neuroid, bin]``.
 
-    Raises ``ValueError`` naming duplicates when a (stimulus_id, repetition) pair occurs twice, and when bins are
-    unsorted or overlap. Absent (stimulus, repetition) pairs become NaN; the NaN count is logged and returned.
+    Bins are sorted by start (the data with them). Raises :class:`UserError` naming duplicates when a
+    (stimulus_id, repetition) pair occurs twice, and naming bins that are empty, duplicated or overlap. Absent
+    (stimulus, repetition) pairs become NaN; the NaN count is logged and returned. :func:`check_trials` says
+    whether the result can be scored.
     """
     if "presentation" not in assembly.dims or "neuroid" not in assembly.dims:
-        raise ValueError(f"expected dims presentation, neuroid(, time_bin); got {assembly.dims}")
+        raise UserError(f"expected dims presentation, neuroid(, time_bin); got {assembly.dims}")
     pres = _coord_frame(assembly, "presentation")
     if "stimulus_id" not in pres.columns:
         if "image_id" in pres.columns:
             pres["stimulus_id"] = pres["image_id"]
         else:
-            raise KeyError("assembly needs a 'stimulus_id' coordinate on presentation")
+            raise UserError("assembly needs a 'stimulus_id' coordinate on presentation")
     neur = _coord_frame(assembly, "neuroid")
     has_time = "time_bin" in assembly.dims
     order = ["presentation", "neuroid"] + (["time_bin"] if has_time else [])
@@ -498,8 +561,7 @@ def trial_array(assembly: xr.DataArray) -> TrialData:
         tb = _coord_frame(assembly, "time_bin")
         if {"time_bin_start", "time_bin_end"} <= set(tb.columns):
             starts, ends = tb["time_bin_start"].to_numpy(), tb["time_bin_end"].to_numpy()
-            sort = np.argsort(starts, kind="stable")
-            check_time_bins(starts[sort], ends[sort])
+            sort = check_time_bins(starts, ends)
             values = values[..., sort]
             bins = np.stack([starts[sort], ends[sort]], axis=1)
         else:
@@ -515,7 +577,7 @@ def trial_array(assembly: xr.DataArray) -> TrialData:
     dup = pairs.duplicated()
     if dup.any():
         bad = [(str(stimulus_ids[s]), int(r)) for s, r in pairs[dup].unique()]
-        raise ValueError(f"(stimulus_id, repetition) pairs occur more than once: {_preview(bad)}")
+        raise UserError(f"(stimulus_id, repetition) pairs occur more than once: {_preview(bad)}")
     n_rep, n_stim = int(rep_codes.max()) + 1, len(stimulus_ids)
     trials = np.full((n_rep, n_stim) + values.shape[1:], np.nan, dtype=values.dtype)
     trials[rep_codes, stim_codes] = values
@@ -535,6 +597,44 @@ def trial_array(assembly: xr.DataArray) -> TrialData:
         bins=bins,
         n_missing=n_missing,
     )
+
+
+def check_trials(td: TrialData, *, min_repetitions: int = 2) -> None:
+    """Raise :class:`UserError` unless ``td`` can be scored: what scoring would find only after the model ran.
+
+    * At least ``min_repetitions`` (2) repetitions, and at least two stimuli with two repetitions each: split-half
+      ceilings correlate the averages of two halves of the repetitions across stimuli.
+    * Every (stimulus, neuroid, bin) has at least one valid (non-NaN) trial: the map's target is the trial average.
+
+    Why here: ``fit_neural.py`` calls it right after loading the data, before the model runs (minutes on a real set).
+    """
+    n_rep, n_stim = td.trials.shape[:2]
+    if n_rep < min_repetitions:
+        raise UserError(f"split-half ceilings need at least {min_repetitions} repetitions per stimulus; the data "
+                        f"have {n_rep} (repetitions come from a 'repetition' coordinate, or from a stimulus_id "
+                        "presented more than once)")
+    present = np.zeros((n_rep, n_stim), dtype=bool)  # a repetition of a stimulus with any valid value
+    empty = np.zeros(td.trials.shape[1:], dtype=bool)  # [S, N, B]: no valid trial
+    for b in range(td.trials.shape[-1]):  # bin by bin: temporaries stay at [reps, stimuli, neuroids]
+        valid = ~np.isnan(td.trials[..., b])
+        present |= valid.any(axis=2)
+        empty[..., b] = ~valid.any(axis=0)
+    repeated = int((present.sum(axis=0) >= min_repetitions).sum())
+    if repeated < 2:
+        raise UserError(f"only {repeated} stimulus/stimuli have {min_repetitions} or more repetitions with data; "
+                        "split-half ceilings need at least two")
+    if empty.any():
+        where = np.argwhere(empty)
+        ids = td.neuroids["neuroid_id"].astype(str).to_numpy() if "neuroid_id" in td.neuroids.columns else None
+        examples = []
+        for s, n, b in where[:5]:
+            neuroid = ids[n] if ids is not None else f"#{n}"
+            bin_ = f"{_num(td.bins[b, 0])}-{_num(td.bins[b, 1])} ms" if td.bins is not None else f"#{b}"
+            examples.append(f"(stimulus {td.stimulus_ids[s]!r}, neuroid {neuroid!r}, bin {bin_})")
+        stimuli = np.unique(where[:, 0])
+        raise UserError(f"{len(where)} (stimulus, neuroid, bin) entries have no valid trial (every repetition is "
+                        f"NaN or absent), in {len(stimuli)} stimuli, e.g. {', '.join(examples)}; the trial average "
+                        "there is undefined: drop those stimuli or neuroids, or fill the trials")
 
 
 def average_repetitions(assembly: xr.DataArray) -> xr.DataArray:

@@ -25,6 +25,7 @@ import numpy as np
 from .splits import Split, repetition_splits
 
 __all__ = [
+    "CEILING_MISSING",
     "CONVENTIONS",
     "CeilingResult",
     "NayebiResult",
@@ -41,6 +42,14 @@ CONVENTIONS: dict[str, str] = {
     "r2_over_c": "R**2 / c",
     "r_over_c_squared": "(R / c)**2",
     "r_over_c": "R / c",
+}
+
+#: What a split-half ceiling does where a stimulus has no trial in one half (missing trials), per neuroid and bin:
+#: ``drop_neuroid`` (Brain-Score: that neuroid's r is NaN for the split, so the median over neuroids skips it) or
+#: ``drop_stimulus`` (correlate the halves over the stimuli present in both; the neuroid stays in the median).
+CEILING_MISSING: dict[str, str] = {
+    "drop_neuroid": "a neuroid with a stimulus missing from a half gets r = NaN for that split (Brain-Score)",
+    "drop_stimulus": "a stimulus missing from a half is left out of that neuroid's correlation",
 }
 
 
@@ -132,13 +141,19 @@ def split_half_ceiling(
     n_splits: int = 10,
     random_state: int = 1,
     splits: Sequence[Split] | None = None,
+    missing: str = "drop_neuroid",
 ) -> CeilingResult:
     """Brain-Score's ``InternalConsistency`` on ``trials[repetition, stimulus, neuroid(, bin)]``.
 
     For each of ``n_splits`` random halves of the repetitions (``ShuffleSplit(train_size=0.5, random_state)``),
     average each half over its repetitions (NaN-mean), correlate the halves across stimuli per neuroid and bin,
-    and apply Spearman-Brown (n=2). Raises ``ValueError`` with fewer than 2 repetitions.
+    and apply Spearman-Brown (n=2). ``missing`` (:data:`CEILING_MISSING`) decides what a half-average that is NaN
+    (no trial of that stimulus in the half) does: ``drop_neuroid`` (Brain-Score's rule: NaN for that neuroid,
+    skipped by the median) or ``drop_stimulus`` (that stimulus is left out of the neuroid's correlation).
+    Raises ``ValueError`` with fewer than 2 repetitions.
     """
+    if missing not in CEILING_MISSING:
+        raise ValueError(f"unknown missing-trial rule {missing!r}; choose from {sorted(CEILING_MISSING)}")
     trials = np.asarray(trials)
     if trials.ndim == 3:
         trials = trials[..., None]
@@ -152,7 +167,10 @@ def split_half_ceiling(
         for i, (half_a, half_b) in enumerate(splits):
             a = _nanmean(per_bin[half_a], axis=0)
             c = _nanmean(per_bin[half_b], axis=0)
-            out[i, :, b] = spearman_brown(pearson_r(a, c, axis=0))
+            r = pearson_r(a, c, axis=0)
+            if missing == "drop_neuroid":
+                r[~(np.isfinite(a) & np.isfinite(c)).all(axis=0)] = np.nan
+            out[i, :, b] = spearman_brown(r)
     return CeilingResult(per_split_neuroid=out)
 
 

@@ -2,10 +2,15 @@
 
 Steps of :func:`run`:
 
+0. **Checks, before any work.** Flags, files, the model (built first: it takes well under a second, while the data
+   may take minutes) and its input size (a zoo/YAML model's default is raised to the smallest size at which it
+   builds, :func:`smallest_input_size`; a too-small ``--input-size`` is refused), the layers and the bins' steps.
+   Every problem is a :class:`convrnn.errors.UserError` that names the flag, file or value.
 1. **Data.** ``data="synthetic"``: the embedded synthetic V4/IT recordings (:mod:`convrnn.neural.synthetic`),
    generated once into ``synthetic_dir`` (default ``<out>/synthetic_data``) and reused. Otherwise a brainio
    assembly (``.nc``) or a plain responses array (``.npy``/``.npz``/``.h5``), plus the stimulus set (CSV +
-   zip/folder).
+   zip/folder). The trials are checked at once (:func:`convrnn.neural.assembly.check_trials`: repetitions, entries
+   without a valid trial), with the areas, the bins' steps and the stimulus images. Only then is ``out`` created.
 2. **Model.** :func:`convrnn.neural.checkpoint.load_model`: a zoo name/YAML (random weights from ``seed`` unless
    ``weights``), a ``train.py`` checkpoint, or ``"teacher"`` (the synthetic data's hidden teacher; a sanity check
    that must score high). With synthetic data and no model, the teacher's architecture is used as an untrained
@@ -20,6 +25,9 @@ Steps of :func:`run`:
    synthetic data, analytic_ceiling), ``best_layers.csv``, ``scores.json`` (config, provenance, best layers,
    time-averaged scores, ceilings, all rows, timings) and the PNGs ``predictivity_over_time.png`` (noise-corrected)
    and ``raw_over_time.png`` (raw r with sqrt(ceiling)).
+
+A run that fails after the checks (or is interrupted) removes what it wrote: ``out`` if it created it, else the
+feature files, PCA images and synthetic data it made.
 """
 
 from __future__ import annotations
@@ -41,13 +49,30 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from convrnn.neural.assembly import TrialData, load_assembly, load_plain, merge_stimulus_set, trial_array
+import convrnn
+from convrnn.errors import UserError
+from convrnn.neural.assembly import (
+    TrialData,
+    check_trials,
+    load_assembly,
+    load_plain,
+    merge_stimulus_set,
+    trial_array,
+)
 from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED, LoadedModel, load_model
 from convrnn.neural.features import extract_features, fit_pca, torch_threads
 from convrnn.neural.mapping import PLSRegression, RidgeCV
-from convrnn.neural.metrics import CONVENTIONS, nayebi_consistency
+from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS, nayebi_consistency
 from convrnn.neural.plots import plot_over_time
-from convrnn.neural.scoring import NAYEBI_AREAS, ScoringResult, _area_masks, default_bin_steps, score_model
+from convrnn.neural.scoring import (
+    DEFAULT_MIN_CEILING,
+    NAYEBI_AREAS,
+    ScoringResult,
+    area_masks,
+    default_bin_steps,
+    pick_best_layers,
+    score_model,
+)
 from convrnn.neural.splits import make_splits
 from convrnn.neural.stimuli import load_stimulus_set
 from convrnn.neural.synthetic import (
@@ -59,7 +84,7 @@ from convrnn.neural.synthetic import (
     write_pca_images,
 )
 
-__all__ = ["FitConfig", "FitResult", "resolve_areas", "run"]
+__all__ = ["FitConfig", "FitResult", "resolve_areas", "run", "smallest_input_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +93,11 @@ _CONSTANT_FEATURES = "the X residual vanished"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: ``data`` files read by the plain route (:func:`convrnn.neural.load_plain`) rather than as brainio assemblies
 PLAIN_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
+#: how the graph builder says that a node's map would shrink below 1x1 (convrnn.graph.node)
+_TOO_SMALL = "input too small"
+#: ``--model`` values that ``load_model`` reads as checkpoints (by suffix) and as release TF checkpoints (prefix)
+_CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+_RELEASE_PREFIX = "release:"
 
 
 @dataclass
@@ -88,7 +118,11 @@ class FitConfig:
     ``nayebi_seeds``: when > 0, also Nayebi's r̃ (brainmodel_utils ``r_xy_n_sb``) of each area's best layer per
     bin, over that many split-half seeds (brainmodel_utils: 1,000), on the evaluation splits.
     ``synthetic``: the synthetic data's config; None = reuse the dataset in ``synthetic_dir`` whatever its
-    config, or generate the default one.
+    config, or generate the default one. ``ceiling_missing``: the ceiling's rule for missing trials
+    (:data:`convrnn.neural.metrics.CEILING_MISSING`); None = ``drop_neuroid`` (Brain-Score's) with
+    ``splits="brainscore"``, ``drop_stimulus`` with ``"nayebi"``. ``min_ceiling`` also decides which bins the time
+    averages use (``mean_*_ceiled_bins``). ``trust_checkpoint``: allow full unpickling of a checkpoint
+    (``load_model(trusted=True)``); only for files you trust.
     """
 
     out: Path
@@ -123,7 +157,9 @@ class FitConfig:
     synthetic: SyntheticConfig | None = None
     synthetic_dir: str | None = None
     keep_features: bool = False
-    min_ceiling: float = 0.2
+    trust_checkpoint: bool = False
+    min_ceiling: float = DEFAULT_MIN_CEILING
+    ceiling_missing: str | None = None
     model_threads: int | None = 1
     threads: int | None = 1
     progress: bool = True
@@ -134,8 +170,8 @@ class FitConfig:
 class FitResult:
     """What :func:`run` produced: the merged :class:`ScoringResult`, the written tables and the file paths.
 
-    ``best_layers`` / ``time_averaged`` add ``score_reliable_bins``: the mean score over bins whose ceiling is at
-    least ``min_ceiling`` (a time average over bins without stimulus signal mostly measures noise).
+    ``best_layers`` / ``time_averaged``: :func:`convrnn.neural.scoring.time_average` over the bins whose ceiling is
+    at least ``min_ceiling`` (``best_layers`` adds ``mean_nayebi_r_ceiled_bins`` with ``nayebi_seeds``).
     """
 
     scoring: ScoringResult
@@ -264,66 +300,162 @@ def _image_list(path: str | os.PathLike) -> list[str]:
 # stages
 
 
-def _load_data(config: FitConfig) -> tuple[xr.DataArray | TrialData, pd.DataFrame, SyntheticRecordings | None]:
-    if config.data == "synthetic":
-        root = Path(config.synthetic_dir) if config.synthetic_dir else Path(config.out) / "synthetic_data"
-        if config.synthetic is None and (root / PARAMS_FILE).exists():
-            rec = load_synthetic(root)
+def _synthetic_plan(config: FitConfig) -> tuple[SyntheticConfig, Path]:
+    """The synthetic data's config and folder, read without generating anything (so flags can be checked first)."""
+    root = Path(config.synthetic_dir) if config.synthetic_dir else Path(config.out) / "synthetic_data"
+    params = root / PARAMS_FILE
+    if params.is_file():
+        try:
+            existing = SyntheticConfig.from_json(json.loads(params.read_text())["config"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"--synthetic-dir {root}: unreadable {PARAMS_FILE} ({exc}); use another folder") from None
+        if config.synthetic is not None and config.synthetic != existing:
+            raise UserError(f"--synthetic-dir {root} holds synthetic recordings with another config; use another "
+                            "folder, delete this one, or drop --synthetic-images to reuse it as it is")
+        return existing, root
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise UserError(f"--synthetic-dir {root} exists and is not a synthetic-recordings folder")
+    return config.synthetic or SyntheticConfig(), root
+
+
+def _load_data(config: FitConfig, synthetic_root: Path | None
+               ) -> tuple[xr.DataArray, pd.DataFrame, SyntheticRecordings | None]:
+    if synthetic_root is not None:
+        if config.synthetic is None and (synthetic_root / PARAMS_FILE).exists():
+            rec = load_synthetic(synthetic_root)
         else:
-            rec = generate(root, config.synthetic or SyntheticConfig(), progress=config.progress)
+            rec = generate(synthetic_root, config.synthetic or SyntheticConfig(), progress=config.progress)
         return rec.assembly, rec.stimulus_set, rec
-    if config.stimuli is None:
-        raise ValueError("--stimuli CSV is required with an assembly file (only --data synthetic has its own)")
     path = Path(config.data)
-    if not path.is_file():
-        raise FileNotFoundError(f"assembly not found: {path}")
     stimuli = load_stimulus_set(config.stimuli, config.stimuli_images)
     if path.suffix.lower() in PLAIN_SUFFIXES:
-        if config.bins is None:
-            raise ValueError(f"--bins is required with the responses array {path} (a .csv with time_bin_start, "
-                             "time_bin_end in ms, or a .npy of (start, end) pairs or edges): bins decide the model "
-                             "step each bin is fit to")
         plain = load_plain(path, config.stimuli, config.neuroids, config.bins, key=config.responses_key)
         return merge_stimulus_set(plain, stimuli), stimuli, None
-    assembly = load_assembly(path, stimulus_set=stimuli)
-    return assembly, stimuli, None
+    return load_assembly(path, stimulus_set=stimuli), stimuli, None
 
 
-def _load_model(config: FitConfig, synthetic: SyntheticRecordings | None) -> LoadedModel:
+def _check_user_files(config: FitConfig) -> None:
+    """The files of user data exist and the route's required flags are there (before anything is loaded)."""
+    path = Path(config.data)
+    if not path.is_file():
+        raise UserError(f"--data: {path} does not exist (give 'synthetic', a brainio .nc assembly, or a responses "
+                        "array .npy/.npz/.h5)")
+    if config.stimuli is None:
+        raise UserError("--stimuli CSV is required with user data (only --data synthetic has its own)")
+    if path.suffix.lower() in PLAIN_SUFFIXES and config.bins is None:
+        raise UserError(f"--bins is required with the responses array {path} (a .csv with time_bin_start, "
+                        "time_bin_end in ms, or a .npy of (start, end) pairs or edges): bins decide the model step "
+                        "each bin is fit to")
+    for flag, value in (("--stimuli", config.stimuli), ("--neuroids", config.neuroids), ("--bins", config.bins)):
+        if value is not None and not Path(value).is_file():
+            raise UserError(f"{flag}: {value} does not exist")
+    if config.stimuli_images is not None and not Path(config.stimuli_images).exists():
+        raise UserError(f"--stimuli-images: {config.stimuli_images} does not exist")
+
+
+def smallest_input_size(spec: str | os.PathLike, *, limit: int = 4096) -> int:
+    """The smallest input size (px) at which the zoo model or YAML graph ``spec`` builds: every node keeps a map of
+    at least 1x1 (a shallow model's VALID-padded layers need more than 64 px).
+
+    Found by bisection on real builds (sizes only shrink when the input does), at width 0.125: spatial sizes do not
+    depend on the width, and small builds take ~0.1 s. Raises :class:`UserError` when even ``limit`` px fails.
+    """
+    from convrnn.graph.model import ConvRNN
+    from convrnn.zoo import model_config
+
+    def builds(size: int) -> bool:
+        try:
+            ConvRNN(model_config(spec, input_size=size, width_multiplier=0.125))
+        except ValueError as exc:
+            if _TOO_SMALL in str(exc):
+                return False
+            raise
+        return True
+
+    hi = 64
+    while not builds(hi):
+        if hi >= limit:
+            raise UserError(f"--model {spec}: no input size up to {limit} px builds")
+        hi = min(2 * hi, limit)
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if builds(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _model_kind(spec: str) -> str:
+    """``teacher``, ``release``, ``checkpoint``, ``yaml`` or ``zoo``; :class:`UserError` for a file that is not there
+    or a name that is not in the zoo."""
+    if spec == "teacher":
+        return "teacher"
+    if spec.startswith(_RELEASE_PREFIX):
+        return "release"
+    path = Path(spec)
+    if path.suffix in _CHECKPOINT_SUFFIXES:
+        if not path.is_file():
+            raise UserError(f"--model: checkpoint {path} does not exist")
+        return "checkpoint"
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise UserError(f"--model: YAML graph {path} does not exist")
+        return "yaml"
+    known = convrnn.list_models()
+    if spec not in known:
+        raise UserError(f"--model: unknown model {spec!r}; give a zoo name ({', '.join(known)}), a YAML graph, a "
+                        f"checkpoint ({'/'.join(_CHECKPOINT_SUFFIXES)}), release:NAME or 'teacher'")
+    return "zoo"
+
+
+def _load_model(config: FitConfig, synthetic: SyntheticConfig | None) -> LoadedModel:
+    """The model to score, with every problem of ``--model``/``--weights``/``--input-size`` as a UserError."""
     spec = config.model
     input_size, width = config.input_size, config.width
-    if synthetic is not None:
-        syn = synthetic.config
-        if spec is None:
-            spec = syn.teacher
-            logger.warning("no --model: scoring an UNTRAINED %s (seed %d), i.e. the teacher's architecture with "
-                           "other random weights, not the teacher; --model teacher scores the teacher itself",
-                           spec, config.seed)
-        if spec != "teacher" and not str(spec).endswith((".ckpt", ".pt", ".pth")):  # checkpoints keep their size
-            input_size = syn.input_size if input_size is None else input_size
-            width = syn.width_multiplier if width is None else width
+    if synthetic is not None and spec is None:
+        spec = synthetic.teacher
+        logger.warning("no --model: scoring an UNTRAINED %s (seed %d), i.e. the teacher's architecture with other "
+                       "random weights, not the teacher; --model teacher scores the teacher itself", spec, config.seed)
     if spec is None:
-        raise ValueError("--model is required with user data (a zoo name, a YAML graph or a train.py checkpoint)")
-    if spec == "teacher" and synthetic is None:
-        raise ValueError("--model teacher only makes sense with --data synthetic")
-    teacher_config = synthetic.config if spec == "teacher" and synthetic is not None else None
-    return load_model(spec, weights=config.weights, input_size=input_size, width_multiplier=width,
-                      seed=config.seed, teacher_config=teacher_config)
-
-
-def _best_layers(time_averaged: pd.DataFrame, selection: pd.DataFrame, areas: Sequence[str],
-                 convention: str) -> pd.DataFrame:
-    """Per area the layer with the highest ``selection_raw_r`` (``score_model``'s rule) and its time averages."""
-    rows = []
-    for area in areas:
-        sel = selection[selection["area"] == area]
-        if sel.empty or not np.isfinite(sel["selection_raw_r"]).any():
-            continue
-        pick = sel.loc[sel["selection_raw_r"].idxmax()]
-        ta = time_averaged[(time_averaged["area"] == area) & (time_averaged["layer"] == pick["layer"])].iloc[0]
-        rows.append(dict(area=area, layer=pick["layer"], selection_raw_r=pick["selection_raw_r"],
-                         raw_r=ta["raw_r"], ceiling=ta["ceiling"], score=ta["score"], convention=convention))
-    return pd.DataFrame(rows, columns=["area", "layer", "selection_raw_r", "raw_r", "ceiling", "score", "convention"])
+        raise UserError("--model is required with user data (a zoo name, a YAML graph or a train.py checkpoint)")
+    spec = str(spec)
+    kind = _model_kind(spec)
+    if kind == "teacher":
+        if synthetic is None:
+            raise UserError("--model teacher only makes sense with --data synthetic")
+        if config.weights is not None or input_size not in (None, synthetic.input_size) or \
+                width not in (None, synthetic.width_multiplier):
+            raise UserError("--model teacher is fixed by the synthetic config; drop --weights/--input-size/--width")
+        return load_model(spec, teacher_config=synthetic)
+    if config.weights is not None and kind in ("checkpoint", "zoo", "yaml"):
+        if kind == "checkpoint":
+            raise UserError("--weights: a checkpoint carries its own weights; --weights is for zoo/YAML models")
+        if not Path(config.weights).is_file():
+            raise UserError(f"--weights: {config.weights} does not exist")
+    if kind in ("zoo", "yaml"):
+        default = synthetic.input_size if synthetic is not None else 224
+        if synthetic is not None and width is None:
+            width = synthetic.width_multiplier
+        smallest = smallest_input_size(spec)
+        if input_size is not None and input_size < smallest:
+            raise UserError(f"--input-size {input_size} is too small for {spec}: it needs at least {smallest} px "
+                            f"(a layer's map would shrink to 0x0); use --input-size {smallest} or more")
+        if input_size is None:
+            input_size = max(default, smallest)
+            if smallest > default:
+                logger.warning("%s needs inputs of at least %d px; presenting the images at %d px (the default %d "
+                               "is too small; --input-size sets it)", spec, smallest, input_size, default)
+    try:
+        return load_model(spec, weights=config.weights, input_size=input_size, width_multiplier=width,
+                          seed=config.seed, trusted=config.trust_checkpoint)
+    except UserError:
+        raise
+    except ValueError as exc:
+        if kind == "checkpoint" and input_size is not None and _TOO_SMALL in str(exc):
+            raise UserError(f"--input-size {input_size} is too small for the model of {spec} ({exc})") from None
+        raise
 
 
 def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str, dict[str, Any]],
@@ -347,7 +479,8 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
             part = score_model(features, td, layers=[layer], areas=areas, regression=config.regression,
                                n_components=n_components, weights=config.mapping, split_scheme=config.splits,
                                stratify_by=strata, splits=splits, n_selection_splits=config.n_selection_splits,
-                               steps=list(steps), convention=config.convention, device=config.device,
+                               steps=list(steps), convention=config.convention, min_ceiling=config.min_ceiling,
+                               ceiling_missing=config.ceiling_missing, device=config.device,
                                gram_dtype="float32" if config.device == "cpu" else None)
         constant = 0
         for w in caught:
@@ -368,7 +501,7 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
     return ScoringResult(
         scores=pd.concat([p.scores for p in parts], ignore_index=True),
         time_averaged=time_averaged,
-        best_layers=_best_layers(time_averaged, selection, list(areas), config.convention),
+        best_layers=pick_best_layers(time_averaged, selection, list(areas)),
         selection=selection,
         ceilings=parts[0].ceilings,
         neuroid_r=xr.concat([p.neuroid_r for p in parts], dim="layer"),
@@ -389,7 +522,7 @@ def _nayebi_scores(features: Any, td: TrialData, best_of: Mapping[str, str], are
     scoring by ~2 x ``nayebi_seeds``.
     """
     splits = _evaluation_splits(td, config, strata)
-    masks = _area_masks(td.neuroids, areas)
+    masks = area_masks(td.neuroids, areas)
 
     def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
         if config.regression == "pls":
@@ -420,72 +553,160 @@ def _nayebi_scores(features: Any, td: TrialData, best_of: Mapping[str, str], are
 
 
 def run(config: FitConfig) -> FitResult:
-    """Run the whole fit and write its files under ``config.out`` (see the module doc)."""
+    """Run the whole fit and write its files under ``config.out`` (see the module doc).
+
+    Every problem with the inputs raises :class:`UserError` before the model runs and before ``out`` is created;
+    a run that fails later (or is interrupted) removes what it wrote: ``out`` itself if it created it, else the
+    feature files, PCA images and synthetic data it made.
+    """
     with torch_threads(config.threads):
         return _run(config)
 
 
-def _run(config: FitConfig) -> FitResult:
+def _check_flags(config: FitConfig) -> None:
+    """Flag values that need no file: checked first, in no time."""
     if config.convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {config.convention!r}; choose from {sorted(CONVENTIONS)}")
+        raise UserError(f"--convention: unknown {config.convention!r}; choose from {sorted(CONVENTIONS)}")
     if config.mapping not in ("per_bin", "shared"):
-        raise ValueError(f"mapping must be 'per_bin' or 'shared', got {config.mapping!r}")
+        raise UserError(f"mapping must be 'per_bin' or 'shared', got {config.mapping!r}")
+    if config.regression not in ("pls", "ridgecv"):
+        raise UserError(f"--regression: unknown {config.regression!r}; use 'pls' or 'ridgecv'")
+    if config.splits not in ("brainscore", "nayebi"):
+        raise UserError(f"--splits: unknown {config.splits!r}; use 'brainscore' or 'nayebi'")
+    if config.ceiling_missing is not None and config.ceiling_missing not in CEILING_MISSING:
+        raise UserError(f"--ceiling-missing: unknown {config.ceiling_missing!r}; choose from "
+                        f"{sorted(v.replace('_', '-') for v in CEILING_MISSING)}")
+    for flag, value, least in (("--n-components", config.n_components, 1), ("--times", config.times, 1),
+                               ("--batch-size", config.batch_size, 1), ("--n-splits", config.n_splits, 1),
+                               ("--pca", config.pca, 1), ("--nayebi-seeds", config.nayebi_seeds, 0),
+                               ("--input-size", config.input_size, 1)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} must be >= {least}, got {value}")
+    if config.width is not None and not config.width > 0:
+        raise UserError(f"--width must be > 0, got {config.width}")
+    if config.pca and config.data != "synthetic" and not config.pca_images:
+        raise UserError("--pca needs --pca-images DIR (a separate image set) with user data")
+    if config.pca_images and not Path(config.pca_images).exists():
+        raise UserError(f"--pca-images: {config.pca_images} does not exist")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} exists and is not a folder")
+
+
+def _check_steps(bins: np.ndarray, config: FitConfig) -> list[int]:
+    """The model step of every bin, all inside the presentation (``--offset``, ``--times``)."""
+    steps = default_bin_steps(bins, offset=config.offset)
+    bad = [(int(b[0]), s) for b, s in zip(bins, steps, strict=True) if not 0 <= s < config.times]
+    if bad:
+        raise UserError(f"bins map to model steps outside [0, {config.times}) with --offset {config.offset}: "
+                        f"(bin start ms, step) {bad[:5]}; change --offset or --times")
+    return steps
+
+
+def _check_data(td: TrialData, stimuli: pd.DataFrame, config: FitConfig) -> tuple[dict[str, dict[str, Any]],
+                                                                                  list[int], list[str]]:
+    """Everything scoring would find wrong with the data, found right after loading: (areas, steps, image paths)."""
+    if td.bins is None:
+        raise UserError(f"{config.data}: the assembly has no time_bin_start/time_bin_end coordinates")
+    check_trials(td)
+    try:
+        areas = resolve_areas(td.neuroids, config.regions)
+    except ValueError as exc:
+        raise UserError(f"--regions: {exc}") from None
+    try:
+        area_masks(td.neuroids, areas)
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"--regions: {exc.args[0] if exc.args else exc}") from None
+    steps = _check_steps(td.bins, config)
+    table = stimuli.set_index(stimuli["stimulus_id"].astype(str))
+    missing = [s for s in td.stimulus_ids if s not in table.index]
+    if missing:
+        raise UserError(f"{len(missing)} stimuli of the data are not in the stimulus set, e.g. {missing[:5]}")
+    n = len(td.stimulus_ids)
+    n_train = math.floor(0.9 * n) if config.splits == "brainscore" else math.ceil(0.8 * n)
+    if config.regression == "pls" and config.n_components > n_train:
+        raise UserError(f"--n-components {config.n_components} exceeds the {n_train} training stimuli of a split "
+                        f"({n} stimuli); use fewer components")
+    return areas, steps, table.loc[list(td.stimulus_ids), "image_path"].tolist()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _run(config: FitConfig) -> FitResult:
     timings: dict[str, float] = {}
     t_all = t0 = time.perf_counter()
-
-    assembly, stimuli, synthetic = _load_data(config)
-    td = assembly if isinstance(assembly, TrialData) else trial_array(assembly)
-    if td.bins is None:
-        raise ValueError("the assembly has no time_bin_start/time_bin_end coordinates")
-    areas = resolve_areas(td.neuroids, config.regions)
-    timings["data_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    loaded = _load_model(config, synthetic)
+    # 1. inputs, cheapest first; nothing is written until they pass
+    _check_flags(config)
+    out = Path(config.out)
+    synthetic_config, synthetic_root = _synthetic_plan(config) if config.data == "synthetic" else (None, None)
+    if synthetic_config is None:
+        _check_user_files(config)
+    loaded = _load_model(config, synthetic_config)
     model = loaded.model
     layers = list(config.layers) if config.layers else list(model.layer_names[:-1])  # all but the readout
     unknown = [layer for layer in layers if layer not in model.layer_names]
     if unknown:
-        raise ValueError(f"unknown layer(s) {unknown}; {loaded.name} has {model.layer_names}")
-    steps = default_bin_steps(td.bins, offset=config.offset)
-    bad = [(int(b[0]), s) for b, s in zip(td.bins, steps, strict=True) if not 0 <= s < config.times]
-    if bad:
-        raise ValueError(f"bins map to model steps outside [0, {config.times}) with offset {config.offset}: "
-                         f"(bin start, step) {bad[:5]}; change --offset or --times")
+        raise UserError(f"--layers: unknown layer(s) {unknown}; {loaded.name} has {model.layer_names}")
+    if synthetic_config is not None:
+        _check_steps(synthetic_config.bins, config)  # before generating the data
     timings["model_s"] = time.perf_counter() - t0
 
-    # features: only the stimuli of the assembly, in its (sorted) order
-    table = stimuli.set_index(stimuli["stimulus_id"].astype(str))
-    missing = [s for s in td.stimulus_ids if s not in table.index]
-    if missing:
-        raise KeyError(f"{len(missing)} stimuli of the assembly are not in the stimulus set, e.g. {missing[:5]}")
-    paths = table.loc[list(td.stimulus_ids), "image_path"].tolist()
-    pca = None
-    t0 = time.perf_counter()
-    if config.pca:
-        if config.pca_images:
-            pca_paths = _image_list(config.pca_images)
-        elif synthetic is not None:
-            pca_csv = write_pca_images(out / "pca_images", synthetic.config,
-                                       split_seed=synthetic.config.split_seed + 1)
-            pca_paths = load_stimulus_set(pca_csv)["image_path"].tolist()
-        else:
-            raise ValueError("--pca needs --pca-images DIR (a separate image set) with user data")
-        pca = fit_pca(model, pca_paths, layers, config.pca, times=config.times, image_off=config.image_off,
-                      batch_size=config.batch_size, device=config.device, mean=loaded.mean, std=loaded.std,
-                      threads=config.model_threads, progress=config.progress)
-    timings["pca_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
+    # what this run creates, removed again if it fails
+    fresh = [p for p in (out, synthetic_root, out / "pca_images") if p is not None and not p.exists()]
     feature_dir = out / "features"
-    features = extract_features(model, paths, list(td.stimulus_ids), layers, feature_dir, times=config.times,
-                                image_off=config.image_off, steps=sorted(set(steps)), batch_size=config.batch_size,
-                                device=config.device, pca=pca, mean=loaded.mean, std=loaded.std,
-                                threads=config.model_threads, progress=config.progress)
-    timings["features_s"] = time.perf_counter() - t0
+    made_features = False
+    try:
+        t0 = time.perf_counter()
+        assembly, stimuli, synthetic = _load_data(config, synthetic_root)
+        td = assembly if isinstance(assembly, TrialData) else trial_array(assembly)
+        areas, steps, paths = _check_data(td, stimuli, config)
+        timings["data_s"] = time.perf_counter() - t0
+        out.mkdir(parents=True, exist_ok=True)  # inputs passed
 
+        pca = None
+        t0 = time.perf_counter()
+        if config.pca:
+            if config.pca_images:
+                pca_paths = _image_list(config.pca_images)
+            else:
+                assert synthetic is not None  # _check_flags: user data need --pca-images
+                pca_csv = write_pca_images(out / "pca_images", synthetic.config,
+                                           split_seed=synthetic.config.split_seed + 1)
+                pca_paths = load_stimulus_set(pca_csv)["image_path"].tolist()
+            pca = fit_pca(model, pca_paths, layers, config.pca, times=config.times, image_off=config.image_off,
+                          batch_size=config.batch_size, device=config.device, mean=loaded.mean, std=loaded.std,
+                          threads=config.model_threads, progress=config.progress)
+        timings["pca_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        made_features = True
+        features = extract_features(model, paths, list(td.stimulus_ids), layers, feature_dir, times=config.times,
+                                    image_off=config.image_off, steps=sorted(set(steps)),
+                                    batch_size=config.batch_size, device=config.device, pca=pca, mean=loaded.mean,
+                                    std=loaded.std, threads=config.model_threads, progress=config.progress)
+        timings["features_s"] = time.perf_counter() - t0
+        result = _score_and_write(config, features, td, layers, areas, steps, loaded, synthetic, timings, t_all)
+        del features
+    except BaseException:
+        if made_features:
+            _remove(feature_dir)
+        for path in reversed(fresh):  # out last: it holds the others
+            _remove(path)
+        raise
+    if not config.keep_features:
+        _remove(feature_dir)
+    return result
+
+
+def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: list[str],
+                     areas: dict[str, dict[str, Any]], steps: list[int], loaded: LoadedModel,
+                     synthetic: SyntheticRecordings | None, timings: dict[str, float], t_all: float) -> FitResult:
+    out = Path(config.out)
     t0 = time.perf_counter()
     n = len(td.stimulus_ids)
     train_frac = 0.9 if config.splits == "brainscore" else 0.8
@@ -500,24 +721,20 @@ def _run(config: FitConfig) -> FitResult:
         t0 = time.perf_counter()
         nayebi = _nayebi_scores(features, td, best_of, areas, steps, config, strata)
         timings["nayebi_s"] = time.perf_counter() - t0
-    if not config.keep_features:
-        del features
-        shutil.rmtree(feature_dir, ignore_errors=True)
 
     t0 = time.perf_counter()
     best = result.best_layers
     rows = result.scores.copy()
     if nayebi is not None:
         rows = rows.merge(nayebi, on=["area", "layer", "bin"], how="left")
-        best = best.merge(nayebi.groupby(["area", "layer"])["nayebi_r"].mean().reset_index(), on=["area", "layer"],
-                          how="left")
+        ceiled = rows[(rows["ceiling"] >= config.min_ceiling) & rows["nayebi_r"].notna()]
+        nayebi_mean = (ceiled.groupby(["area", "layer"])["nayebi_r"].mean().rename("mean_nayebi_r_ceiled_bins")
+                       .reset_index())
+        best = best.merge(nayebi_mean, on=["area", "layer"], how="left")
     rows["is_best"] = [best_of.get(a) == layer for a, layer in zip(rows["area"], rows["layer"], strict=True)]
     rows["reliable"] = rows["ceiling"] >= config.min_ceiling
     rows["model"] = loaded.name
-    reliable_mean = (rows[rows["reliable"]].groupby(["area", "layer"])["score"].mean()
-                     .rename("score_reliable_bins").reset_index())
-    time_averaged = result.time_averaged.merge(reliable_mean, on=["area", "layer"], how="left")
-    best = best.merge(reliable_mean, on=["area", "layer"], how="left")
+    time_averaged = result.time_averaged
     truth: dict[str, Any] = {}
     if synthetic is not None:
         analytic = synthetic.analytic_ceilings(areas)

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from .assembly import TrialData, trial_array
+from .assembly import TrialData, check_trials, trial_array
 from .mapping import (
     NAYEBI_RIDGE_ALPHAS,
     PLSRegression,
@@ -55,17 +55,21 @@ from .mapping import (
     pls_primal,
     ridge_cv_kernel,
 )
-from .metrics import CONVENTIONS, noise_correct, pearson_r, split_half_ceiling
+from .metrics import CEILING_MISSING, CONVENTIONS, noise_correct, pearson_r, split_half_ceiling
 from .splits import Split, make_splits, selection_splits
 
 __all__ = [
+    "DEFAULT_MIN_CEILING",
     "NAYEBI_AREAS",
     "ArrayFeatures",
     "FeatureSource",
     "MemmapFeatures",
     "ScoringResult",
+    "area_masks",
     "default_bin_steps",
+    "pick_best_layers",
     "score_model",
+    "time_average",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,13 @@ NAYEBI_AREAS: dict[str, dict[str, Any]] = {
     "pIT": {"subregion": "pIT"},
     "cIT/aIT": {"subregion": ["cIT", "aIT"]},
 }
+
+#: Time averages of noise-corrected scores use only bins whose area ceiling is at least this (``fit_neural.py
+#: --min-ceiling``). Why: before the response starts the ceiling is ~0 and R**2/c is unbounded.
+DEFAULT_MIN_CEILING = 0.2
+#: Columns of :func:`time_average`'s table (after ``area``, ``layer``).
+TIME_AVERAGE_COLUMNS = ["n_bins", "n_ceiled_bins", "mean_score_ceiled_bins", "mean_raw_r_ceiled_bins",
+                        "mean_ceiling_ceiled_bins", "mean_raw_r_all_bins", "convention", "min_ceiling"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -174,8 +185,9 @@ class ScoringResult:
     * ``scores``: one row per (area, layer, bin): ``bin`` (start ms), ``bin_end``, ``step``, ``raw_r`` (mean over
       splits of the median-over-neuroids r), ``raw_r_std``/``raw_r_sem`` (over splits, ddof=0 as Brain-Score),
       ``n_splits``, ``ceiling``, ``score``, ``convention``, ``formula``.
-    * ``time_averaged``: per (area, layer) means over bins of ``raw_r``, ``ceiling`` and ``score``.
-    * ``best_layers``: per area the layer with the highest ``selection_raw_r`` and its time-averaged results.
+    * ``time_averaged``: per (area, layer) means over bins (:func:`time_average`): the signed score, raw r and
+      ceiling over the bins whose ceiling is at least ``min_ceiling`` (``*_ceiled_bins``), raw r over all bins.
+    * ``best_layers``: per area the layer with the highest ``selection_raw_r`` and its time averages.
     * ``selection``: per (area, layer) the bin-averaged raw score on the selection splits.
     * ``ceilings``: per (area, bin) the ceiling and its std over repetition splits.
     * ``neuroid_r``: Pearson r per (layer, bin, split, neuroid) on the evaluation splits.
@@ -199,7 +211,62 @@ def default_bin_steps(bins: np.ndarray, *, step_ms: float = 10.0, offset: int = 
     return [int(np.floor(start / step_ms)) + int(offset) for start in np.asarray(bins)[:, 0]]
 
 
-def _area_masks(neuroids: pd.DataFrame, areas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, np.ndarray]:
+def time_average(scores: pd.DataFrame, min_ceiling: float = DEFAULT_MIN_CEILING) -> pd.DataFrame:
+    """Per (area, layer) averages over bins of a per-bin ``scores`` table (columns area, layer, raw_r, ceiling,
+    score, convention), in the table's order.
+
+    * ``mean_score_ceiled_bins``: mean of ``sign(raw_r) * |score|`` over the bins whose ceiling is >= ``min_ceiling``
+      (``n_ceiled_bins`` of them). Why both: where the ceiling is ~0 (before the response starts) R**2/c is
+      unbounded (R = 0.018, c = -0.0009 gives -0.35), and R**2/c or (R/c)**2 turn a negative r into a positive
+      score; so R**2/c becomes sign(R) R**2/c here (R/c keeps its sign anyway).
+    * ``mean_raw_r_ceiled_bins``, ``mean_ceiling_ceiled_bins``: raw r and ceiling over the same bins.
+    * ``mean_raw_r_all_bins`` (over the ``n_bins`` bins with a finite r): raw r is bounded, so it needs no ceiling.
+    NaN where no bin qualifies.
+    """
+    rows = []
+    if scores.empty:  # no layer scored
+        return pd.DataFrame(rows, columns=["area", "layer", *TIME_AVERAGE_COLUMNS])
+    for (area, layer), group in scores.groupby(["area", "layer"], sort=False):
+        raw = group["raw_r"].to_numpy(dtype=np.float64)
+        ceiling = group["ceiling"].to_numpy(dtype=np.float64)
+        signed = np.sign(raw) * np.abs(group["score"].to_numpy(dtype=np.float64))
+        with np.errstate(invalid="ignore"):
+            ceiled = np.isfinite(ceiling) & (ceiling >= min_ceiling) & np.isfinite(raw)
+
+        def mean(values: np.ndarray, where: np.ndarray) -> float:
+            return float(values[where].mean()) if where.any() else np.nan
+
+        rows.append(dict(area=area, layer=layer, n_bins=int(np.isfinite(raw).sum()), n_ceiled_bins=int(ceiled.sum()),
+                         mean_score_ceiled_bins=mean(signed, ceiled), mean_raw_r_ceiled_bins=mean(raw, ceiled),
+                         mean_ceiling_ceiled_bins=mean(ceiling, ceiled),
+                         mean_raw_r_all_bins=mean(raw, np.isfinite(raw)),
+                         convention=group["convention"].iloc[0], min_ceiling=float(min_ceiling)))
+    return pd.DataFrame(rows, columns=["area", "layer", *TIME_AVERAGE_COLUMNS])
+
+
+def pick_best_layers(time_averaged: pd.DataFrame, selection: pd.DataFrame, areas: Sequence[str]) -> pd.DataFrame:
+    """Per area the layer with the highest ``selection_raw_r`` and its :func:`time_average` row.
+
+    Areas without a finite selection score are left out.
+    """
+    rows = []
+    for area in areas:
+        sel = selection[selection["area"] == area]
+        if sel.empty or not np.isfinite(sel["selection_raw_r"]).any():
+            continue
+        pick = sel.loc[sel["selection_raw_r"].idxmax()]
+        ta = time_averaged[(time_averaged["area"] == area) & (time_averaged["layer"] == pick["layer"])].iloc[0]
+        rows.append(dict(area=area, layer=pick["layer"], selection_raw_r=pick["selection_raw_r"],
+                         **{c: ta[c] for c in TIME_AVERAGE_COLUMNS}))
+    return pd.DataFrame(rows, columns=["area", "layer", "selection_raw_r", *TIME_AVERAGE_COLUMNS])
+
+
+def area_masks(neuroids: pd.DataFrame, areas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, np.ndarray]:
+    """Area name -> boolean mask over ``neuroids`` rows (default: one area per ``region``, else all neuroids).
+
+    Areas that select no neuroid are skipped with a warning; raises ``ValueError`` if none is left and
+    ``KeyError`` when a selector names a column that ``neuroids`` lacks.
+    """
     if areas is None:
         if "region" not in neuroids.columns:
             return {"all": np.ones(len(neuroids), dtype=bool)}
@@ -441,7 +508,9 @@ def score_model(
     step_ms: float = 10.0,
     steps: Sequence[int] | None = None,
     ceiling_splits: int = 10,
+    ceiling_missing: str | None = None,
     convention: str = "r2_over_c",
+    min_ceiling: float = DEFAULT_MIN_CEILING,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     gram_dtype: torch.dtype | str | None = None,
@@ -457,8 +526,11 @@ def score_model(
     ``"ridgecv"`` (per-target alpha over ``ridge_alphas``, ``ridge_cv`` folds or None = leave-one-out) or a
     factory returning an sklearn-style estimator. Splits default to ``split_scheme`` stratified by
     ``stratify_by``; selection splits to :func:`selection_splits` (``n_selection_splits``; 0 disables
-    selection). ``ceiling_splits=0`` skips ceilings (e.g. single-trial data). ``convention`` is one of
-    :data:`CONVENTIONS`. ``gram_dtype`` (e.g. ``torch.float32``) speeds up the Gram products on CPU.
+    selection). ``ceiling_splits=0`` skips ceilings (e.g. single-trial data). ``ceiling_missing``: the ceiling's rule
+    for missing trials (:data:`convrnn.neural.metrics.CEILING_MISSING`; default ``drop_neuroid``, Brain-Score's,
+    with ``split_scheme="brainscore"`` and ``drop_stimulus`` with ``"nayebi"``). ``convention`` is one of
+    :data:`CONVENTIONS`; time averages use the bins whose ceiling is >= ``min_ceiling`` (:func:`time_average`).
+    ``gram_dtype`` (e.g. ``torch.float32``) speeds up the Gram products on CPU.
     Batching: kernel-PLS fits of all splits (up to ``max_batch``, default by a memory budget) and all areas run
     together; ``bins_per_batch`` bins of a layer are added to the same batch (default 1 on CPU, 4 on CUDA,
     where larger batches keep the device busy; each costs one n x n Gram in memory).
@@ -469,12 +541,13 @@ def score_model(
         raise ValueError(f"weights must be 'per_bin' or 'shared', got {weights!r}")
     dev, dt = _resolve(device, dtype)
     gdt = getattr(torch, gram_dtype) if isinstance(gram_dtype, str) else (gram_dtype or dt)
+    if ceiling_missing is None:
+        ceiling_missing = "drop_neuroid" if split_scheme == "brainscore" else "drop_stimulus"
+    if ceiling_missing not in CEILING_MISSING:
+        raise ValueError(f"unknown ceiling_missing {ceiling_missing!r}; choose from {sorted(CEILING_MISSING)}")
     td = assembly if isinstance(assembly, TrialData) else trial_array(assembly)
+    check_trials(td, min_repetitions=2 if ceiling_splits > 0 else 1)
     Y = td.mean()  # [S, N, B]
-    if np.isnan(Y).any():
-        s, n, b = np.argwhere(np.isnan(Y))[0]
-        raise ValueError(f"{int(np.isnan(Y).sum())} (stimulus, neuroid, bin) entries have no valid trial, e.g. "
-                         f"stimulus {td.stimulus_ids[s]!r}, neuroid {td.neuroids.iloc[n].to_dict()}, bin {b}")
     n_stim, n_neur, n_bins = Y.shape
     if steps is None:
         if td.bins is None:
@@ -484,7 +557,7 @@ def score_model(
     if len(steps) != n_bins:
         raise ValueError(f"steps has {len(steps)} entries for {n_bins} bins")
     bins = td.bins if td.bins is not None else np.full((n_bins, 2), np.nan)
-    masks = _area_masks(td.neuroids, areas)
+    masks = area_masks(td.neuroids, areas)
     strata = None
     if stratify_by is not None and stratify_by in td.stimuli.columns:
         strata = td.stimuli[stratify_by].astype(str).to_numpy()
@@ -504,7 +577,7 @@ def score_model(
 
     # ceilings
     if ceiling_splits > 0:
-        ceil = split_half_ceiling(td.trials, n_splits=ceiling_splits)
+        ceil = split_half_ceiling(td.trials, n_splits=ceiling_splits, missing=ceiling_missing)
         ceil_area = {a: ceil.per_split(m) for a, m in masks.items()}  # [splits, B]
     else:
         ceil_area = {a: np.full((1, n_bins), np.nan) for a in masks}
@@ -529,11 +602,12 @@ def score_model(
             r_all[li, present] = _shared_fit(fitter, Xs, Y[:, :, present], all_splits, masks)
         logger.info("scored layer %s", layer)
 
-    return _tables(r_all, n_eval, layers, masks, bins, steps, ceil_area, convention, td,
+    return _tables(r_all, n_eval, layers, masks, bins, steps, ceil_area, convention, min_ceiling, td,
                    info=dict(offset=offset, step_ms=step_ms, steps=steps, weights=weights,
                              regression=regression if isinstance(regression, str) else repr(regression),
                              n_components=n_components, n_eval_splits=n_eval, n_selection_splits=len(sel_splits),
-                             ceiling_splits=ceiling_splits, n_missing_trials=td.n_missing, bins_per_batch=per_batch,
+                             ceiling_splits=ceiling_splits, ceiling_missing=ceiling_missing,
+                             min_ceiling=min_ceiling, n_missing_trials=td.n_missing, bins_per_batch=per_batch,
                              device=str(dev), dtype=str(dt), gram_dtype=str(gdt)))
 
 
@@ -546,10 +620,11 @@ def _tables(
     steps: Sequence[int],
     ceil_area: Mapping[str, np.ndarray],
     convention: str,
+    min_ceiling: float,
     td: TrialData,
     info: dict[str, Any],
 ) -> ScoringResult:
-    rows, ta_rows, sel_rows, ceil_rows = [], [], [], []
+    rows, sel_rows, ceil_rows = [], [], []
     n_bins = len(steps)
     for area, mask in masks.items():
         per_split_ceiling = ceil_area[area]
@@ -567,28 +642,14 @@ def _tables(
                                  raw_r=raw[b], raw_r_std=std[b], raw_r_sem=std[b] / np.sqrt(n_eval),
                                  n_splits=n_eval, ceiling=c[b], score=score[b], convention=convention,
                                  formula=CONVENTIONS[convention]))
-            ta_rows.append(dict(area=area, layer=layer, raw_r=np.nanmean(raw) if np.isfinite(raw).any() else np.nan,
-                                ceiling=np.nanmean(c) if np.isfinite(c).any() else np.nan,
-                                score=np.nanmean(score) if np.isfinite(score).any() else np.nan,
-                                n_bins=int(np.isfinite(raw).sum()), convention=convention))
             if r_all.shape[2] > n_eval:
                 sel = _area_stats(r_all[li, :, n_eval:], mask).mean(-1)  # [B]
                 sel_rows.append(dict(area=area, layer=layer,
                                      selection_raw_r=np.nanmean(sel) if np.isfinite(sel).any() else np.nan))
     scores = pd.DataFrame(rows)
-    time_averaged = pd.DataFrame(ta_rows)
+    time_averaged = time_average(scores, min_ceiling)
     selection = pd.DataFrame(sel_rows, columns=["area", "layer", "selection_raw_r"])
-    best = []
-    for area in masks:
-        sel_area = selection[selection["area"] == area]
-        if sel_area.empty or not np.isfinite(sel_area["selection_raw_r"]).any():
-            continue
-        pick = sel_area.loc[sel_area["selection_raw_r"].idxmax()]
-        ta = time_averaged[(time_averaged["area"] == area) & (time_averaged["layer"] == pick["layer"])].iloc[0]
-        best.append(dict(area=area, layer=pick["layer"], selection_raw_r=pick["selection_raw_r"],
-                         raw_r=ta["raw_r"], ceiling=ta["ceiling"], score=ta["score"], convention=convention))
-    best_layers = pd.DataFrame(best, columns=["area", "layer", "selection_raw_r", "raw_r", "ceiling", "score",
-                                              "convention"])
+    best_layers = pick_best_layers(time_averaged, selection, list(masks))
     neuroid_r = xr.DataArray(
         r_all[:, :, :n_eval], dims=["layer", "time_bin", "split", "neuroid"],
         coords={"layer": list(layers), "time_bin_start": ("time_bin", bins[:, 0]),

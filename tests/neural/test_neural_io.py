@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from convrnn.errors import UserError
 from convrnn.neural import (
     average_repetitions,
+    check_trials,
     from_arrays,
     load_assembly,
     load_plain,
@@ -103,7 +105,7 @@ def test_stimulus_set_fixture_and_merge(fixtures: Path) -> None:
 def test_missing_stimulus_ids_are_named(fixtures: Path) -> None:
     stimuli = load_stimulus_set(fixtures / "stimuli" / "image_test_ten_images.csv")
     partial = stimuli[~stimuli["stimulus_id"].isin(["n2", "n5"])]
-    with pytest.raises(KeyError, match=r"2 stimulus ids.*'n2'.*'n5'"):
+    with pytest.raises(UserError, match=r"2 stimulus ids.*'n2'.*'n5'"):
         load_assembly(fixtures / "assy_test_package_assembly.nc", stimulus_set=partial)
 
 
@@ -236,13 +238,89 @@ def test_absent_repetitions_become_missing_trials() -> None:
     "bins, message",
     [
         ([(70, 80), (75, 90)], r"overlap.*\(\(70, 80\), \(75, 90\)\)"),
-        ([(80, 90), (70, 80)], r"sorted.*\(\(80, 90\), \(70, 80\)\)"),
+        ([(80, 90), (65, 75), (70, 80)], r"overlap.*\(\(65, 75\), \(70, 80\)\)"),  # found once sorted
         ([(70, 70), (80, 90)], r"end > start.*\(70, 70\)"),
+        ([(80, 90), (70, 80), (80, 90)], r"unique.*more than once: \[\(80, 90\)\]"),
     ],
 )
 def test_bad_bins_are_named(bins: list, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        from_arrays(np.zeros((2, 3, 1, 2)), ["a", "b", "c"], None, bins)
+    with pytest.raises(UserError, match=message):
+        from_arrays(np.zeros((2, 3, 1, len(bins))), ["a", "b", "c"], None, bins)
+
+
+def test_bins_out_of_order_are_sorted_with_their_data(tmp_path: Path) -> None:
+    """Nothing needs the stored order: the plain route and a .nc file with shuffled bins give sorted bins, and each
+    bin keeps its own data."""
+    rng = np.random.default_rng(6)
+    resp = rng.standard_normal((2, 3, 2, 3))
+    shuffled = [(90, 100), (70, 80), (80, 90)]
+    da = from_arrays(resp, ["a", "b", "c"], None, shuffled)
+    np.testing.assert_array_equal(da["time_bin_start"].values, [70, 80, 90])
+    td = trial_array(da)
+    np.testing.assert_array_equal(td.bins, [[70, 80], [80, 90], [90, 100]])
+    np.testing.assert_array_equal(td.trials, resp[..., [1, 2, 0]])
+    # an assembly file that stores its bins out of order (as another writer may) loads and sorts the same way
+    stored = xr.DataArray(resp.reshape(6, 2, 3), dims=["presentation", "neuroid", "time_bin"], coords={
+        "stimulus_id": ("presentation", ["a", "b", "c"] * 2), "repetition": ("presentation", [0, 0, 0, 1, 1, 1]),
+        "neuroid_id": ("neuroid", ["n0", "n1"]), "time_bin_start": ("time_bin", [90, 70, 80]),
+        "time_bin_end": ("time_bin", [100, 80, 90])})
+    path = save_assembly(stored, tmp_path / "shuffled.nc", identifier="t", stimulus_set_identifier="s")
+    from_file = trial_array(load_assembly(path))
+    np.testing.assert_array_equal(from_file.bins, td.bins)
+    np.testing.assert_array_equal(from_file.trials, td.trials)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.02])
+def test_truncated_netcdf_names_the_file(tmp_path: Path, cut: float) -> None:
+    """A .nc cut short (an interrupted copy) is a UserError naming the file, not an h5py traceback."""
+    path = save_assembly(_example(np.random.default_rng(7)), tmp_path / "assy.nc", identifier="t",
+                         stimulus_set_identifier="s")
+    data = path.read_bytes()
+    damaged = tmp_path / "damaged.nc"
+    damaged.write_bytes(data[:int(len(data) * cut)])
+    with pytest.raises(UserError, match=rf"{damaged}: cannot read this file; it is damaged"):
+        load_assembly(damaged)
+
+
+def test_truncated_responses_array_names_the_file(tmp_path: Path) -> None:
+    stim = pd.DataFrame({"stimulus_id": ["a", "b"]})
+    stim.to_csv(tmp_path / "stim.csv", index=False)
+    for name in ("r.npy", "r.npz", "r.h5"):
+        whole = tmp_path / f"whole_{name}"
+        if name.endswith(".npy"):
+            np.save(whole, np.zeros((2, 2, 1, 1)))
+        elif name.endswith(".npz"):
+            np.savez(whole, rates=np.zeros((2, 2, 1, 1)))
+        else:
+            with h5py.File(whole, "w") as f:
+                f["rates"] = np.zeros((2, 2, 1, 1))
+        cut = tmp_path / name
+        cut.write_bytes(whole.read_bytes()[:60])
+        with pytest.raises(UserError, match=rf"{cut}: cannot read this responses file"):
+            load_plain(cut, tmp_path / "stim.csv", bins=[0, 10])
+
+
+def test_check_trials_finds_what_scoring_would() -> None:
+    """Too few repetitions and (stimulus, neuroid, bin) entries without a valid trial, named before any scoring."""
+    neuroids = pd.DataFrame({"neuroid_id": ["u", "v"]})
+    single = trial_array(from_arrays(np.zeros((1, 3, 2, 1)), ["a", "b", "c"], neuroids, [70, 80]))
+    with pytest.raises(UserError, match="at least 2 repetitions per stimulus; the data have 1"):
+        check_trials(single)
+    resp = np.random.default_rng(8).standard_normal((3, 3, 2, 2))
+    resp[:, 1, 1, 1] = np.nan  # stimulus b, neuroid v, bin 80-90: every repetition missing
+    resp[0, 2, 0, 0] = np.nan  # one missing trial is fine
+    td = trial_array(from_arrays(resp, ["a", "b", "c"], neuroids, [70, 80, 90]))
+    with pytest.raises(UserError, match=r"1 \(stimulus, neuroid, bin\) entries have no valid trial.*"
+                                        r"\(stimulus 'b', neuroid 'v', bin 80-90 ms\)"):
+        check_trials(td)
+    resp[:, 1, 1, 1] = 1.0
+    check_trials(trial_array(from_arrays(resp, ["a", "b", "c"], neuroids, [70, 80, 90])))
+    # two repetitions in name, but no stimulus was recorded twice: split halves are impossible
+    once = np.full((2, 3, 2, 1), np.nan)
+    once[0, :2] = 1.0
+    once[1, 2] = 1.0
+    with pytest.raises(UserError, match="only 0 stimulus/stimuli have 2 or more repetitions"):
+        check_trials(trial_array(from_arrays(once, ["a", "b", "c"], neuroids, [70, 80])))
 
 
 def test_duplicate_ids_and_shape_mismatch() -> None:

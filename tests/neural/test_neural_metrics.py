@@ -149,3 +149,20 @@ def test_nayebi_consistency_skips_nan_seeds_and_needs_two_trials() -> None:
         nayebi_consistency(X, trials, fit_predict, splits, n_seeds=3)
     with pytest.raises(ValueError, match="at least 2 trials"):
         nayebi_consistency(X, trials[:1], fit_predict, splits)
+
+
+def test_split_half_ceiling_missing_trial_rules_by_hand() -> None:
+    """n0 misses stimulus 3 in repetition 1. By hand: n0's halves correlate r = 1/2 over stimuli 0-2
+    (Spearman-Brown 2/3), n1's r = 4/5 (8/9). Brain-Score's rule makes n0 NaN; ours drops the stimulus."""
+    trials = np.array([[[1, 1], [2, 2], [3, 3], [5, 4]],
+                       [[1, 1], [3, 2], [2, 4], [np.nan, 3]]], dtype=float)
+    brainscore = split_half_ceiling(trials, missing="drop_neuroid")
+    assert np.isnan(brainscore.per_split_neuroid[:, 0]).all()
+    np.testing.assert_allclose(brainscore.per_split_neuroid[:, 1, 0], 8 / 9, rtol=1e-12)
+    assert brainscore.ceiling()[0] == pytest.approx(8 / 9, rel=1e-12)
+    ours = split_half_ceiling(trials, missing="drop_stimulus")
+    np.testing.assert_allclose(ours.per_split_neuroid[:, :, 0], [[2 / 3, 8 / 9]] * 10, rtol=1e-12)
+    assert ours.ceiling()[0] == pytest.approx((2 / 3 + 8 / 9) / 2, rel=1e-12)
+    assert split_half_ceiling(trials).ceiling()[0] == pytest.approx(8 / 9)  # Brain-Score's rule is the default
+    with pytest.raises(ValueError, match="unknown missing-trial rule"):
+        split_half_ceiling(trials, missing="bogus")

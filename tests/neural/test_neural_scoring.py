@@ -18,9 +18,11 @@ from convrnn.neural import (
     FeatureSource,
     MemmapFeatures,
     RidgeCV,
+    Split,
     default_bin_steps,
     from_arrays,
     score_model,
+    time_average,
     trial_array,
 )
 
@@ -57,7 +59,8 @@ def test_known_linear_map_scores_near_one_and_shuffled_near_zero(recordings: dic
     assert list(result.best_layers["layer"]) == ["good", "good"]
     assert list(result.best_layers["area"]) == ["V4", "IT"]
     ta = result.time_averaged.set_index(["area", "layer"])
-    assert ta.loc[("V4", "good"), "score"] == pytest.approx(good[good.area == "V4"]["score"].mean())
+    assert ta.loc[("V4", "good"), "mean_score_ceiled_bins"] == pytest.approx(good[good.area == "V4"]["score"].mean())
+    assert ta.loc[("V4", "good"), "n_ceiled_bins"] == 3
     assert result.neuroid_r.shape == (2, 3, 10, 24)  # layer, bin, split, neuroid
     med = np.median(result.neuroid_r.sel(layer="good").values[0][:, :12], axis=1).mean()
     assert good.iloc[0]["raw_r"] == pytest.approx(med)
@@ -192,3 +195,72 @@ def test_trial_data_input_and_no_strata(recordings: dict) -> None:
     td.stimuli = pd.DataFrame({"stimulus_id": td.stimulus_ids})  # without object_name: unstratified splits
     result = score_model(recordings["source"], td, layers=["good"], n_selection_splits=0)
     assert result.scores["score"].between(0.85, 1.1).all()
+
+
+def test_time_average_uses_ceiled_bins_and_keeps_the_sign_of_r() -> None:
+    """By hand: a bin before the response (c = -0.0009, R**2/c = -0.36) and a low-ceiling bin (c = 0.1, R**2/c =
+    2.5) are left out; a negative r stays negative."""
+    scores = pd.DataFrame({
+        "area": ["IT"] * 4, "layer": ["conv5"] * 4, "bin": [50, 70, 80, 90],
+        "raw_r": [0.018, -0.3, 0.6, 0.5], "ceiling": [-0.0009, 0.5, 0.9, 0.1], "convention": ["r2_over_c"] * 4})
+    scores["score"] = scores["raw_r"] ** 2 / scores["ceiling"]
+    row = time_average(scores, min_ceiling=0.2).iloc[0]
+    assert row["n_bins"] == 4 and row["n_ceiled_bins"] == 2
+    assert row["mean_score_ceiled_bins"] == pytest.approx((-0.09 / 0.5 + 0.36 / 0.9) / 2)  # (-0.18 + 0.4) / 2
+    assert row["mean_raw_r_ceiled_bins"] == pytest.approx(0.15)
+    assert row["mean_ceiling_ceiled_bins"] == pytest.approx(0.7)
+    assert row["mean_raw_r_all_bins"] == pytest.approx((0.018 - 0.3 + 0.6 + 0.5) / 4)
+    squared = scores.assign(score=(scores["raw_r"] / scores["ceiling"]) ** 2, convention="r_over_c_squared")
+    assert time_average(squared).iloc[0]["mean_score_ceiled_bins"] == pytest.approx((-0.36 + (0.6 / 0.9) ** 2) / 2)
+    none = time_average(scores, min_ceiling=0.95).iloc[0]
+    assert none["n_ceiled_bins"] == 0 and np.isnan(none["mean_score_ceiled_bins"])
+
+
+def test_score_model_time_averages_skip_a_bin_without_signal(recordings: dict) -> None:
+    """A bin of pure noise (before the response starts) has a ceiling ~0: its score is left out of the averages."""
+    trials = recordings["trials"].copy()
+    trials[..., 0] = np.random.default_rng(5).standard_normal(trials[..., 0].shape)
+    assembly = from_arrays(trials, recordings["stimuli"], recordings["neuroids"], recordings["bins"])
+    result = score_model(recordings["source"], assembly, n_selection_splits=1, min_ceiling=0.2)
+    scores = result.scores
+    assert (scores[scores["bin"] == 70]["ceiling"].abs() < 0.2).all()
+    assert (scores[scores["bin"] != 70]["ceiling"] > 0.5).all()
+    ta = result.time_averaged.set_index(["area", "layer"])
+    for (area, layer), group in scores.groupby(["area", "layer"]):
+        kept = group[group["bin"] != 70]
+        assert ta.loc[(area, layer), "n_ceiled_bins"] == 2
+        expected = (np.sign(kept["raw_r"]) * kept["score"].abs()).mean()
+        assert ta.loc[(area, layer), "mean_score_ceiled_bins"] == pytest.approx(expected)
+    assert result.best_layers["mean_score_ceiled_bins"].between(0.9, 1.1).all()
+    # the shuffled layer's r scatters around 0 with both signs: the signed average is not inflated by r**2
+    shuffled = scores[(scores["layer"] == "shuffled") & (scores["bin"] != 70)]
+    assert abs(ta.loc[("V4", "shuffled"), "mean_score_ceiled_bins"]) <= shuffled[shuffled.area == "V4"]["score"].mean()
+
+
+def _missing_trial_recordings() -> tuple[np.ndarray, pd.DataFrame]:
+    """2 repetitions x 4 stimuli x 2 neuroids x 1 bin; neuroid n0 misses stimulus s3 in repetition 1.
+
+    n0: halves [1, 2, 3, (5)] and [1, 3, 2, NaN]: over s0-s2, r = 1/2, Spearman-Brown 2/3.
+    n1: halves [1, 2, 3, 4] and [1, 2, 4, 3]: r = 4/5, Spearman-Brown 8/9.
+    """
+    trials = np.array([[[1, 1], [2, 2], [3, 3], [5, 4]],
+                       [[1, 1], [3, 2], [2, 4], [np.nan, 3]]], dtype=float)[..., None]
+    return trials, pd.DataFrame({"neuroid_id": ["n0", "n1"], "region": ["IT", "IT"]})
+
+
+@pytest.mark.parametrize("scheme, rule, ceiling", [
+    ("brainscore", None, 8 / 9),  # Brain-Score: n0 is NaN for every split and left out of the median
+    ("nayebi", None, (2 / 3 + 8 / 9) / 2),  # ours: s3 left out of n0's correlation; median of 2/3 and 8/9
+    ("brainscore", "drop_stimulus", (2 / 3 + 8 / 9) / 2),
+    ("nayebi", "drop_neuroid", 8 / 9),
+])
+def test_ceiling_rule_for_missing_trials(scheme: str, rule: str | None, ceiling: float) -> None:
+    trials, neuroids = _missing_trial_recordings()
+    assembly = from_arrays(trials, ["s0", "s1", "s2", "s3"], neuroids, [70, 80])
+    features = ArrayFeatures({"L": {7: np.random.default_rng(0).standard_normal((4, 3))}}, ["s0", "s1", "s2", "s3"])
+    result = score_model(features, assembly, split_scheme=scheme, ceiling_missing=rule, n_components=1,
+                         splits=[Split(np.array([0, 1]), np.array([2, 3]))], n_selection_splits=0, stratify_by=None)
+    assert result.ceilings["ceiling"].iloc[0] == pytest.approx(ceiling, rel=1e-12)
+    assert result.scores["ceiling"].iloc[0] == pytest.approx(ceiling, rel=1e-12)
+    expected_rule = rule or ("drop_neuroid" if scheme == "brainscore" else "drop_stimulus")
+    assert result.info["ceiling_missing"] == expected_rule

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from convrnn.errors import UserError
 from convrnn.neural import load_image, load_stimulus_set, open_stimulus
 
 CSV = "image_test_ten_images.csv"
@@ -46,7 +47,7 @@ def test_missing_files_are_listed(fixtures: Path, tmp_path: Path) -> None:
     table.loc[2, "filename"] = "nope.png"
     table.loc[7, "filename"] = "gone.png"
     table.to_csv(tmp_path / "set.csv", index=False)
-    with pytest.raises(FileNotFoundError, match=r"2 stimulus files.*'nope\.png', 'gone\.png'"):
+    with pytest.raises(UserError, match=r"2 stimulus files.*'nope\.png', 'gone\.png'"):
         load_stimulus_set(tmp_path / "set.csv", images=fixtures / "stimuli")
 
 
@@ -56,5 +57,40 @@ def test_legacy_image_id_and_required_columns(fixtures: Path, tmp_path: Path) ->
     stimuli = load_stimulus_set(tmp_path / "legacy.csv", images=fixtures / "stimuli")
     assert list(stimuli["stimulus_id"]) == list(table["image_id"])
     table.drop(columns=["filename"]).to_csv(tmp_path / "nofile.csv", index=False)
-    with pytest.raises(KeyError, match="filename"):
+    with pytest.raises(UserError, match="filename"):
         load_stimulus_set(tmp_path / "nofile.csv", images=fixtures / "stimuli")
+
+
+@pytest.mark.parametrize("images", ["folder", "zip"])
+def test_filenames_that_leave_the_folder_or_zip_are_refused(fixtures: Path, tmp_path: Path, images: str) -> None:
+    """A stimulus set from someone else may not make us read files outside its images (issue 13 part 3)."""
+    root = tmp_path / "set"
+    root.mkdir()
+    secret = tmp_path / "secret.png"  # a real file outside the images: the escape would succeed without the check
+    shutil.copy(fixtures / "stimuli" / "n0.png", secret)
+    if images == "folder":
+        for i in range(10):
+            shutil.copy(fixtures / "stimuli" / f"n{i}.png", root / f"n{i}.png")
+        source = root
+    else:
+        source = tmp_path / "images.zip"
+        with zipfile.ZipFile(source, "w") as zf:
+            for i in range(10):
+                zf.write(fixtures / "stimuli" / f"n{i}.png", arcname=f"n{i}.png")
+            zf.write(secret, arcname="../secret.png")  # the archive itself may hold such a member
+    table = pd.read_csv(fixtures / "stimuli" / CSV)
+    assert load_stimulus_set(_write(table, tmp_path / "ok.csv"), images=source)["image_path"].notna().all()
+    climbing = table.copy()
+    climbing.loc[3, "filename"] = "../secret.png"
+    with pytest.raises(UserError, match=r"climbing\.csv.*row 4: filename '\.\./secret\.png' climbs out"):
+        load_stimulus_set(_write(climbing, tmp_path / "climbing.csv"), images=source)
+    absolute = table.copy()
+    absolute.loc[0, "filename"] = str(secret)
+    absolute.loc[9, "filename"] = "sub\\..\\..\\secret.png"
+    with pytest.raises(UserError, match=rf"row 1: filename '{secret}' is an absolute path; row 10: .*climbs out"):
+        load_stimulus_set(_write(absolute, tmp_path / "absolute.csv"), images=source)
+
+
+def _write(table: pd.DataFrame, path: Path) -> Path:
+    table.to_csv(path, index=False)
+    return path

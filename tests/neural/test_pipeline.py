@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -12,9 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from convrnn.neural import MemmapFeatures
+from convrnn.errors import UserError
+from convrnn.neural import MemmapFeatures, TrialData, pipeline
 from convrnn.neural.checkpoint import load_model, load_state_dict
-from convrnn.neural.pipeline import FitConfig, resolve_areas, run
+from convrnn.neural.pipeline import FitConfig, resolve_areas, run, smallest_input_size
 from convrnn.neural.synthetic import SyntheticConfig, SyntheticRecordings, build_teacher, generate, write_pca_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +77,14 @@ def test_cli_end_to_end_with_the_teacher(tiny: SyntheticRecordings, tmp_path: Pa
     for name in ("predictivity_over_time.png", "raw_over_time.png"):
         png = out / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert (out / "best_layers.csv").is_file()
+    # best_layers.csv: time averages over the bins whose ceiling passes --min-ceiling, with the sign of r
+    best_csv = pd.read_csv(out / "best_layers.csv").set_index("area")
+    for area, row in best_csv.iterrows():
+        kept = table[(table["area"] == area) & (table["layer"] == row["layer"]) & table["reliable"]]
+        assert row["n_ceiled_bins"] == len(kept) and row["min_ceiling"] == 0.2
+        assert row["mean_score_ceiled_bins"] == pytest.approx((np.sign(kept["raw_r"]) * kept["score"].abs()).mean())
+        assert row["mean_raw_r_ceiled_bins"] == pytest.approx(kept["raw_r"].mean())
+    assert "score" not in best_csv.columns  # no all-bins average of R**2/c
     assert not (out / "features").exists()  # removed unless --keep-features
     assert not list(out.rglob("*.partial"))
 
@@ -130,7 +140,7 @@ def test_checkpoint_from_train_py(tiny: SyntheticRecordings, tmp_path: Path) -> 
     assert MemmapFeatures(tmp_path / "fit" / "features").get("conv10", 12).shape == (192, 5)
     assert json.loads(result.paths["scores_json"].read_text())["model"]["kind"] == "checkpoint"
     broken = {k: v for k, v in module.state_dict().items() if "conv5" not in k}
-    with pytest.raises(KeyError, match="missing"):
+    with pytest.raises(UserError, match="missing"):
         load_state_dict(loaded.model, {"state_dict": broken})
     with pytest.raises(ValueError, match="--weights"):
         load_model(path, weights=path)
@@ -167,39 +177,70 @@ def test_resolve_areas() -> None:
         resolve_areas(hvm, ["MT"])
 
 
-def test_cli_errors(tmp_path: Path) -> None:
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cli = _cli()
     with pytest.raises(SystemExit):
         cli.main(["--data", "synthetic"])  # --out is required
     with pytest.raises(SystemExit):
         cli.main(["--out", str(tmp_path), "--shared", "--weights-per-bin"])  # mutually exclusive
-    with pytest.raises(ValueError, match="--stimuli"):
-        cli.main(["--data", str(tmp_path / "missing.nc"), "--model", "rgc_intermediate", "--out", str(tmp_path)])
+    capsys.readouterr()
+    out = tmp_path / "out"
+    cases = [
+        (["--data", str(tmp_path / "missing.nc"), "--model", "rgc_intermediate"], "--data: .*missing.nc does not"),
+        (["--data", str(ROOT / "README.md"), "--model", "rgc_intermediate"], "--stimuli CSV is required"),
+        (["--model", "no_such_model"], "--model: unknown model 'no_such_model'"),
+        (["--model", str(tmp_path / "gone.ckpt")], "--model: checkpoint .*gone.ckpt does not exist"),
+        (["--model", "rgc_intermediate", "--layers", "conv99", "--input-size", "32"], "--layers: unknown layer"),
+        (["--model", "teacher", "--width", "1"], "--model teacher is fixed by the synthetic config"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--times", "20"], r"bins map to model steps outside \[0, 20\)"),
+    ]
+    for argv, message in cases:
+        assert cli.main([*argv, "--synthetic-dir", str(tmp_path / "syn"), "--out", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(f"^error: {message}", err), (argv, err)
+        assert "Traceback" not in err
+        assert not out.exists() and not (tmp_path / "syn").exists()  # nothing written, nothing generated
+    config = cli.config_from_args(cli.build_parser().parse_args(["--out", str(out), "--ceiling-missing",
+                                                                 "drop-stimulus"]))
+    assert config.ceiling_missing == "drop_stimulus"
+    assert cli.config_from_args(cli.build_parser().parse_args(["--out", str(out)])).ceiling_missing is None
 
 
-def test_plain_arrays_route_equals_the_assembly_route(tiny: SyntheticRecordings, tmp_path: Path) -> None:
-    """The same trials as an HDF5 array + CSVs (no brainio file) give the same scores as the assembly file."""
+def _write_plain(td: TrialData, tiny: SyntheticRecordings, root: Path, bin_order: Sequence[int] | None = None
+                 ) -> list[str]:
+    """``td`` as an HDF5 array + stimulus, neuroid and bin CSVs (bins stored in ``bin_order``); the CLI arguments."""
     import h5py
 
+    order = list(range(len(td.bins))) if bin_order is None else list(bin_order)
+    root.mkdir(parents=True, exist_ok=True)
+    stimuli = pd.read_csv(tiny.stimuli_csv).set_index("stimulus_id").loc[td.stimulus_ids].reset_index()
+    stimuli.to_csv(root / "stimuli.csv", index=False)
+    td.neuroids.to_csv(root / "neuroids.csv", index=False)
+    pd.DataFrame(td.bins[order], columns=["time_bin_start", "time_bin_end"]).to_csv(root / "bins.csv", index=False)
+    with h5py.File(root / "responses.h5", "w") as f:
+        f["rates"] = td.trials[..., order]
+    return ["--data", str(root / "responses.h5"), "--key", "rates", "--stimuli", str(root / "stimuli.csv"),
+            "--stimuli-images", str(tiny.stimuli_csv.parent), "--neuroids", str(root / "neuroids.csv"),
+            "--bins", str(root / "bins.csv")]
+
+
+def test_plain_arrays_route_equals_the_assembly_route(tiny: SyntheticRecordings, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The same trials as an HDF5 array + CSVs (no brainio file) give the same scores as the assembly file, also
+    with the bins stored out of order (they are sorted, with their data)."""
     from convrnn.neural import load_assembly, trial_array
 
     td = trial_array(load_assembly(tiny.assembly_path))
-    stimuli = pd.read_csv(tiny.stimuli_csv).set_index("stimulus_id").loc[td.stimulus_ids].reset_index()
-    stimuli.to_csv(tmp_path / "stimuli.csv", index=False)
-    td.neuroids.to_csv(tmp_path / "neuroids.csv", index=False)
-    pd.DataFrame(td.bins, columns=["time_bin_start", "time_bin_end"]).to_csv(tmp_path / "bins.csv", index=False)
-    with h5py.File(tmp_path / "responses.h5", "w") as f:
-        f["rates"] = td.trials
+    shuffled = np.random.default_rng(0).permutation(len(td.bins))
+    plain_args = _write_plain(td, tiny, tmp_path, shuffled)
     cli = _cli()
-    with pytest.raises(ValueError, match="--bins is required"):
-        cli.main(["--data", str(tmp_path / "responses.h5"), "--stimuli", str(tmp_path / "stimuli.csv"),
-                  "--stimuli-images", str(tiny.stimuli_csv.parent), "--model", "rgc_intermediate",
-                  "--out", str(tmp_path / "x")])
-    assert cli.main(["--data", str(tmp_path / "responses.h5"), "--key", "rates", "--stimuli",
-                     str(tmp_path / "stimuli.csv"), "--stimuli-images", str(tiny.stimuli_csv.parent), "--neuroids",
-                     str(tmp_path / "neuroids.csv"), "--bins", str(tmp_path / "bins.csv"), "--model",
-                     "rgc_intermediate", "--input-size", "32", "--width", "0.125", "--layers", "conv5", "--regions",
-                     "V4", "--n-splits", "2", "--no-progress", "--out", str(tmp_path / "plain")]) == 0
+    assert cli.main(plain_args[:plain_args.index("--bins")] + ["--model", "rgc_intermediate",
+                                                               "--out", str(tmp_path / "x")]) == 2
+    assert "error: --bins is required" in capsys.readouterr().err
+    assert cli.main([*plain_args, "--model", "rgc_intermediate", "--input-size", "32", "--width", "0.125",
+                     "--layers", "conv5", "--regions", "V4", "--n-splits", "2", "--no-progress",
+                     "--out", str(tmp_path / "plain")]) == 0
     assert cli.main(["--data", str(tiny.assembly_path), "--stimuli", str(tiny.stimuli_csv), "--model",
                      "rgc_intermediate", "--input-size", "32", "--width", "0.125", "--layers", "conv5", "--regions",
                      "V4", "--n-splits", "2", "--no-progress", "--out", str(tmp_path / "nc")]) == 0
@@ -223,5 +264,99 @@ def test_nayebi_r_tilde_of_the_best_layer(tiny: SyntheticRecordings, tmp_path: P
     # r~ corrects the raw r upwards by both reliabilities
     assert (reliable["nayebi_r"] > reliable["raw_r"]).mean() > 0.9
     best = pd.read_csv(out / "best_layers.csv")
-    assert np.isfinite(best["nayebi_r"]).all()
+    assert np.isfinite(best["mean_nayebi_r_ceiled_bins"]).all()
     assert "nayebi_s" in json.loads((out / "scores.json").read_text())["timings"]
+
+
+def test_default_input_size_fits_the_model(tiny: SyntheticRecordings, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """``--model rgc_shallow --data synthetic``, the obvious first try: the shallow models need more than the
+    synthetic data's size, so the default is raised to the smallest size they build at; a too-small
+    ``--input-size`` stops at once, naming the size that works."""
+    cli = _cli()
+    out = tmp_path / "fit"
+    args = ["--model", "rgc_shallow", "--data", "synthetic", "--synthetic-dir", str(tiny.root), "--out", str(out)]
+    assert cli.main([*args, "--input-size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --input-size 64 is too small for rgc_shallow: it needs at least 65 px")
+    assert "Traceback" not in err and not out.exists()
+    with caplog.at_level("WARNING"):
+        assert cli.main([*args, "--layers", "conv3", "--regions", "V4", "--n-splits", "2", "--no-progress"]) == 0
+    assert "rgc_shallow needs inputs of at least 65 px" in caplog.text
+    report = json.loads((out / "scores.json").read_text())
+    assert report["model"]["overrides"]["input_size"] == 65 and report["model"]["name"] == "rgc_shallow"
+
+
+def test_smallest_input_size_is_where_the_model_starts_to_build() -> None:
+    """At full width (the search builds at 0.125): the answer builds and one pixel less does not."""
+    import convrnn
+
+    assert smallest_input_size("rgc_intermediate") == 1  # SAME padding throughout
+    size = smallest_input_size("rgc_shallow")
+    convrnn.build_model("rgc_shallow", input_size=size)
+    with pytest.raises(ValueError, match="input too small"):
+        convrnn.build_model("rgc_shallow", input_size=size - 1)
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("one_repetition", "at least 2 repetitions per stimulus; the data have 1"),
+    ("no_valid_trial", r"1 \(stimulus, neuroid, bin\) entries have no valid trial"),
+    ("damaged_nc", "damaged.nc: cannot read this file; it is damaged"),
+])
+def test_bad_data_stop_before_the_model_runs(tiny: SyntheticRecordings, tmp_path: Path, problem: str, message: str,
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial problems scoring would hit, and a truncated file, end the command with ``error: ...`` (exit 2), before
+    any feature is extracted and without creating --out."""
+    from convrnn.neural import load_assembly, trial_array
+
+    def no_model_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("features were extracted before the data were checked")
+
+    monkeypatch.setattr(pipeline, "extract_features", no_model_run)
+    td = trial_array(load_assembly(tiny.assembly_path))
+    if problem == "one_repetition":
+        td.trials = td.trials[:1]
+    elif problem == "no_valid_trial":
+        td.trials[:, 5, 2, 3] = np.nan
+    argv = _write_plain(td, tiny, tmp_path / "data")
+    if problem == "damaged_nc":
+        damaged = tmp_path / "damaged.nc"
+        damaged.write_bytes(tiny.assembly_path.read_bytes()[:5000])
+        argv = ["--data", str(damaged), "--stimuli", str(tiny.stimuli_csv)]
+    out = tmp_path / "fit"
+    assert _cli().main([*argv, "--model", "rgc_intermediate", "--input-size", "32", "--width", "0.125",
+                        "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(f"^error: .*{message}", err), err
+    assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_a_failed_run_leaves_nothing_behind(tiny: SyntheticRecordings, tmp_path: Path, failure: type,
+                                            out_exists: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash (or Ctrl-C) during scoring, after the features were written: the features are removed, and so is
+    --out when the run created it; a folder that was there before keeps its other files."""
+    seen: list[Path] = []
+
+    def crash(features: MemmapFeatures, *args: object, **kwargs: object) -> None:
+        seen.append(Path(features.root))
+        assert list(Path(features.root).rglob("step_*.npy"))  # the features are on disk at this point
+        raise failure("scoring failed")
+
+    monkeypatch.setattr(pipeline, "score_model", crash)
+    out = tmp_path / "fit"
+    if out_exists:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    with pytest.raises(failure, match="scoring failed"):
+        run(FitConfig(out=out, model="teacher", synthetic_dir=str(tiny.root), layers=["conv5"], regions=["V4"],
+                      n_splits=2, progress=False))
+    assert seen and not seen[0].exists()
+    if out_exists:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    else:
+        assert not out.exists()
+    assert (tiny.root / "params.json").is_file()  # data that were there before are kept
