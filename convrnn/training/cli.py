@@ -29,6 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 
 from convrnn.checkpoint import read_checkpoint
+from convrnn.data.skips import SkippedSamplesLogger
 from convrnn.errors import UserConfigError, UserError
 from convrnn.training.callbacks import DistributedAudit, FiniteModelCheckpoint, TrainSpeedMonitor
 from convrnn.training.data import TrainingDataModule
@@ -215,6 +216,7 @@ class ConvRNNCLI(LightningCLI):
         elif run.progress_bar == "none":
             kwargs["enable_progress_bar"] = False
         callbacks.append(TrainSpeedMonitor(log_every_n_steps=run.speed_log_every_n_steps))
+        callbacks.append(SkippedSamplesLogger())  # data/train_skipped, data/val_skipped as metrics
         if self._has_val_data():
             from convrnn.data.datamodule import ValSampleCountCheck
 

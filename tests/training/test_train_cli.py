@@ -57,6 +57,9 @@ def test_fit_writes_run_folder_metrics_and_resumes(tmp_path: Path, synthetic_roo
             assert 0 <= float(r[f"val/top1_t{t}"]) <= float(r[f"val/top5_t{t}"]) <= 1
         assert float(r["val/top1"]) == pytest.approx(float(r["val/top1_t10"]))  # decoder "last" = t = T-1
     assert any(r.get("train/loss") for r in rows)
+    # skipped samples are metrics (0 on clean shards): train.py registers the data package's logger
+    assert {float(r["data/train_skipped"]) for r in rows if r.get("data/train_skipped")} == {0.0}
+    assert [float(r["data/val_skipped"]) for r in rows if r.get("data/val_skipped")] == [0.0, 0.0]
     lr_columns = [k for k in rows[0] if k.startswith("lr")]
     assert lr_columns and any(r[lr_columns[0]] for r in rows)
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
