@@ -1,7 +1,7 @@
 """Neural assemblies: brainio netCDF files in and out, plus a plain NumPy/HDF5 route.
 
 Why our own reader: brainio pulls in netCDF4, boto3 and an S3 catalogue; we only need its file format
-(``shared/docs/neural_fitting_spec.md`` §3). Files are read and written with xarray's ``h5netcdf`` engine, which
+(described in ``docs/neural.md``, "Data in"). Files are read and written with xarray's ``h5netcdf`` engine, which
 writes netCDF-4 files that brainio's ``xr.open_dataarray`` (netCDF4 engine) loads.
 
 In memory an assembly is a plain :class:`xarray.DataArray` with dims ``presentation``, ``neuroid`` and optionally

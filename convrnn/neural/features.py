@@ -153,7 +153,7 @@ def extract_features(model: ConvRNN, image_paths: Sequence[str | os.PathLike], s
                      threads: int | None = 1, progress: bool = True) -> MemmapFeatures:
     """Run ``model`` on the stimuli with the neural presentation and store every (layer, step) on disk.
 
-    Defaults: T = 26 steps, the image for 10 steps then blank (the 100 ms on / gray protocol, spec §1.2).
+    Defaults: T = 26 steps, the image for 10 steps then blank (the 100 ms on / gray protocol).
     ``steps`` keeps only those steps (default all ``times``). ``pca`` (from :func:`fit_pca`) projects each layer
     it covers onto its k components before writing. Feature files of an earlier run in ``out_dir`` are removed
     first. ``threads``: torch threads for the model runs (default 1, see :func:`torch_threads`; None keeps torch's

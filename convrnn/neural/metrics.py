@@ -1,6 +1,6 @@
 """Correlations, split-half ceilings and noise-corrected scores.
 
-Two conventions are implemented (spec §1.4 and §2):
+Two conventions are implemented (``docs/neural.md``, "Splits, ceilings, scores"):
 
 * **Brain-Score**: raw score R = mean over splits of the median over neuroids of Pearson r; ceiling c =
   split-half internal consistency (Spearman-Brown corrected, median over neuroids, mean over 10 repetition

@@ -17,9 +17,9 @@ Pipeline (one call to :func:`score_model`):
    (:func:`convrnn.neural.splits.selection_splits`), so the choice does not reuse the evaluation test sets.
 
 **Model step <-> time bin.** Default: step ``t`` covers ``[10 t, 10 t + 10)`` ms, so a bin starting at ``s`` ms is
-matched to step ``s // step_ms + offset`` with ``step_ms=10`` and ``offset=0`` (spec §1.3 option (a); the 70-260 ms
-bins use steps 7-25 of the 26-step neural presentation). ``offset`` shifts all bins by whole steps; ``steps``
-gives an explicit step per bin (e.g. for onset-relative mappings, option (b)).
+matched to step ``s // step_ms + offset`` with ``step_ms=10`` and ``offset=0`` (option (a) in ``docs/neural.md``;
+the 70-260 ms bins use steps 7-25 of the 26-step neural presentation). ``offset`` shifts all bins by whole steps;
+``steps`` gives an explicit step per bin (e.g. for onset-relative mappings, option (b)).
 
 **Weights per bin or shared.** ``weights="per_bin"`` (default) fits one map per bin from that bin's step.
 ``weights="shared"`` fits one map per layer on presentation x bin stacked samples and scores each bin with it
@@ -74,7 +74,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Nayebi's grouping (spec §1.1): V4, pIT, and cIT+aIT pooled. Values select neuroids by coordinate.
+#: Nayebi's grouping: V4, pIT, and cIT+aIT pooled. Values select neuroids by coordinate.
 NAYEBI_AREAS: dict[str, dict[str, Any]] = {
     "V4": {"region": "V4"},
     "pIT": {"subregion": "pIT"},

@@ -1,6 +1,6 @@
 """Synthetic time-binned V4/IT recordings with a known ground truth: the embedded default data and the test oracle.
 
-Why: the real HvM 10 ms data are private (spec §5), yet the pipeline needs data of the same shape, and its tests
+Why: the real HvM 10 ms data are private, yet the pipeline needs data of the same shape, and its tests
 need data whose correct scores are known in advance.
 
 **Stimuli.** HvM-shaped images from :class:`convrnn.data.synthetic_objects.SyntheticObjects`: 8 categories x 8
