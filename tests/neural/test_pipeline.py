@@ -360,3 +360,16 @@ def test_a_failed_run_leaves_nothing_behind(tiny: SyntheticRecordings, tmp_path:
     else:
         assert not out.exists()
     assert (tiny.root / "params.json").is_file()  # data that were there before are kept
+
+
+def test_the_command_exits_2_with_one_line(tmp_path: Path) -> None:
+    """The real process (``python -m convrnn.neural.cli``, what ``convrnn-fit-neural`` runs), from outside the repo:
+    a user error is one ``error:`` line on stderr and exit status 2."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "convrnn.neural.cli", "--model", "no_such_model", "--out",
+                           str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("error: --model: unknown model 'no_such_model'") and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
