@@ -13,8 +13,9 @@ and decoder, on
   (ImageNet class indices), top-1/top-5 accuracy per step and of the decoder;
 
 and reports for every step the logit statistics that expose a broken import: logit mean and std, the mean
-largest softmax probability, the mean softmax entropy as a fraction of log(classes) (1 = uniform), and how many
-distinct classes win across the images.
+largest softmax probability, the mean softmax entropy as a fraction of log(classes) (1 = uniform), how much the
+logits vary across images (``image_std``: std over images, averaged over classes; 0 = the image does not matter),
+and how many distinct classes win across the images.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def logit_stats(logits: torch.Tensor) -> dict[str, list[float]]:
     return {
         "logit_mean": logits.mean(dim=(1, 2)).tolist(),
         "logit_std": logits.std(dim=(1, 2)).tolist(),
+        "image_std": (logits.std(dim=1).mean(-1) if logits.shape[1] > 1 else torch.zeros(len(logits))).tolist(),
         "max_prob": probs.amax(-1).mean(-1).tolist(),
         "entropy": entropy.mean(-1).tolist(),
         "distinct_top1": [len(torch.unique(w)) for w in winners],
@@ -182,13 +184,15 @@ def format_report(report: VerifyReport) -> str:
     syn = report.synthetic
     lines = [f"verify {report.model}: {syn['images']} synthetic objects, {syn['categories']} categories "
              f"(nearest class mean on held-out objects; chance {syn['chance']:.3f})",
-             "step  synth_acc  logit_mean  logit_std  max_prob  entropy  distinct_top1"]
+             "step  synth_acc  logit_mean  logit_std  image_std  max_prob  entropy  distinct_top1"]
     for t in range(report.steps):
         lines.append(f"{t:4d}  {syn['accuracy'][t]:9.3f}  {syn['logit_mean'][t]:10.4f}  {syn['logit_std'][t]:9.4f}"
-                     f"  {syn['max_prob'][t]:8.4f}  {syn['entropy'][t]:7.4f}  {syn['distinct_top1'][t]:13d}")
+                     f"  {syn['image_std'][t]:9.4f}  {syn['max_prob'][t]:8.4f}  {syn['entropy'][t]:7.4f}"
+                     f"  {syn['distinct_top1'][t]:13d}")
     lines.append(f"decoder output: synthetic accuracy {syn['decoder_accuracy']:.3f}")
-    lines.append("entropy is a fraction of log(classes): near 1.0 with max_prob near 1/classes means near-uniform "
-                 "logits (a broken import, or an untrained model)")
+    lines.append("entropy: fraction of log(classes) (1.0 = uniform logits); image_std: how much the logits change "
+                 "with the image (0 = not at all). Near-uniform or image-independent logits after the image has "
+                 "reached the readout mean a broken import or an untrained model (docs/pretrained.md)")
     img = report.images
     if img:
         lines.append(f"\nyour images ({len(img['files'])}): decoder top-5 classes (probability)")

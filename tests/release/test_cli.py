@@ -73,6 +73,7 @@ def test_verify_reports_per_step_accuracy_and_logit_statistics(tmp_path, capsys)
     assert all(0 <= e <= 1 + 1e-9 for e in syn["entropy"]) and len(syn["max_prob"]) == steps
     # before the image reaches the readout (t < 5) the logits cannot depend on it: one class wins everywhere
     assert syn["distinct_top1"][:5] == [1] * 5 and syn["accuracy"][:5] == [0.125] * 5
+    assert max(syn["image_std"][:5]) < 1e-6 < min(syn["image_std"][5:])
     img = data["images"]
     assert len(img["files"]) == 3 and img["labelled"] == 2 and len(img["top1"]) == steps
     assert len(img["decoder_top5_classes"][0]) == 5
@@ -87,6 +88,10 @@ def test_logit_statistics_flag_uniform_logits():
     peaked[0, :, 7] = 20.0
     stats = logit_stats(peaked)
     assert stats["entropy"][0] < 0.01 and stats["max_prob"][0] > 0.99 and stats["distinct_top1"] == [1]
+    assert stats["image_std"] == [0.0]
+    varied = torch.zeros(1, 2, 3)
+    varied[0, 1] = torch.tensor([2.0, 4.0, 6.0])  # per class: std over the two images = |diff| / sqrt(2)
+    assert logit_stats(varied)["image_std"][0] == pytest.approx(4 / math.sqrt(2))
     assert stats["logit_mean"][0] == pytest.approx(20 / 1000) and not math.isnan(stats["logit_std"][0])
 
 

@@ -147,6 +147,10 @@ def test_unknown_model_name():
         load_release_checkpoint("rgc_deep", prefix("lstm_shallow"))
 
 
-def test_public_reexport_when_wired():
-    if hasattr(convrnn, "load_release_checkpoint"):
-        assert convrnn.load_release_checkpoint is load_release_checkpoint
+def test_top_level_convrnn_load_release_checkpoint():
+    """``convrnn.load_release_checkpoint`` (the public name) gives the same model as the release package's."""
+    info = manifest("ugrnn_shallow")
+    a = convrnn.load_release_checkpoint("ugrnn_shallow", str(prefix("ugrnn_shallow")), **info["overrides"])
+    b = load_release_checkpoint("ugrnn_shallow", prefix("ugrnn_shallow"), **info["overrides"])
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
