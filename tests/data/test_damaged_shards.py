@@ -244,3 +244,100 @@ def test_val_count_check_names_a_shard_that_disagrees_with_the_index(intact: Pat
     differs = f"val set has 11; shards whose count differs from the index: {name}: read 6 of 5$"
     with pytest.raises(RuntimeError, match=differs):
         trainer.validate(TinyModel(), datamodule=dm)
+
+
+def test_all_shards_unreadable_stops_with_a_clear_error(intact: Path, tmp_path: Path) -> None:
+    d = tmp_path / "shards"
+    shutil.copytree(intact, d)
+    for sh in read_index(d)["splits"]["train"]["shards"]:
+        cut(d / sh["name"], 0, inside=True)
+    dm = ShardDataModule(train_shards=str(d), batch_size=4, num_workers=0, image_size=16)
+    dm.setup("fit")
+    with pytest.raises(RuntimeError, match=r"the last 64 shard reads gave no sample .*are all the shards damaged"):
+        next(iter(dm.train_dataloader()))
+
+
+def test_train_skipped_continues_from_the_checkpointed_total(damaged: dict, tmp_path: Path) -> None:
+    dm = ShardDataModule(train_shards=str(damaged["dir"]), batch_size=4, num_workers=0, image_size=16, shuffle_buffer=8)
+    skipped = SkippedSamplesLogger()
+    skipped.load_state_dict({"train_corrupt": 5, "train_shard_loss": 100})  # what a checkpoint would restore
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="csv"),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[skipped],
+    )
+    trainer.fit(TinyModel(), datamodule=dm)
+    state = skipped.state_dict()
+    assert state["train_corrupt"] == 5 and state["train_shard_loss"] > 100
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv", newline="") as f:
+        last = [r for r in csv.DictReader(f) if r.get("data/train_skipped")][-1]
+    assert float(last["data/train_skipped"]) == 5 + state["train_shard_loss"]
+    assert float(last["data/train_skipped_corrupt"]) == 5
+
+
+DDP_SCRIPT = """
+import json, sys, warnings
+import lightning.pytorch as pl
+import torch
+from convrnn.data.datamodule import ShardDataModule, ValSampleCountCheck
+from convrnn.data.skips import SkippedSamplesLogger
+
+warnings.simplefilter("ignore")
+
+
+class Tiny(pl.LightningModule):
+    def __init__(self, out, check):
+        super().__init__()
+        self.head, self.out, self.check = torch.nn.Linear(3, 4), out, check
+
+    def training_step(self, batch, i):
+        return torch.nn.functional.cross_entropy(self.head(batch[0].mean((2, 3))), batch[1])
+
+    def validation_step(self, batch, i):
+        # nothing logged per batch: rank 1 gets no val batch at all (its shard is unreadable), so a per-batch
+        # key would be synced by rank 0 alone and hang (ConvRNNModule sums its counts at epoch end instead)
+        self.head(batch[0].mean((2, 3)))
+
+    def on_train_end(self):
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("data/")}
+        with open(f"{self.out}/rank{self.global_rank}.json", "w") as f:
+            json.dump({"short": self.check.last_short, "total": self.check.last_total, "metrics": metrics}, f)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+if __name__ == "__main__":
+    shards, out = sys.argv[1], sys.argv[2]
+    dm = ShardDataModule(train_shards=shards, val_shards=shards, batch_size=4, num_workers=0, image_size=16)
+    check = ValSampleCountCheck()
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[check, SkippedSamplesLogger()])
+    trainer.fit(Tiny(out, check), datamodule=dm)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_damaged_val_shards_named_on_every_rank(damaged: dict, tmp_path: Path) -> None:
+    """Two gloo processes: each reads one val shard; the per-shard counts are summed over ranks, so both ranks
+    name both short shards, and the skip metrics are sums over ranks."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    res = subprocess.run(
+        [sys.executable, str(script), str(damaged["dir"]), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    v = [str(p) for p in damaged["val"]]
+    for r in ranks:
+        assert r["short"] == v and r["total"] == 12
+        assert r["metrics"]["data/val_skipped"] == 9.0  # 3 (rank 0's shard) + 6 (rank 1's shard)
