@@ -341,3 +341,37 @@ def test_ddp_damaged_val_shards_named_on_every_rank(damaged: dict, tmp_path: Pat
     for r in ranks:
         assert r["short"] == v and r["total"] == 12
         assert r["metrics"]["data/val_skipped"] == 9.0  # 3 (rank 0's shard) + 6 (rank 1's shard)
+
+
+def test_train_py_demo_config_goes_on_over_damaged_shards(
+    damaged: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """configs/demo.yaml as shipped (model, batch, workers), pointed at the damaged shards instead of the
+    synthetic objects: train.py trains, validates, names the damaged shards and logs the skip counts."""
+    from convrnn.training.cli import run_cli
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr("sys.argv", ["train.py"])
+    threads = torch.get_num_threads()
+    d = str(damaged["dir"])
+    args = ["fit", "--config", str(repo / "configs" / "demo.yaml"), "--data.synthetic", "null"]
+    args += ["--data.train_shards", d, "--data.val_shards", d, "--trainer.max_steps", "3"]
+    args += ["--trainer.log_every_n_steps", "1", "--run.root", str(tmp_path / "runs"), "--run.progress_bar", "none"]
+    try:
+        with caplog.at_level(logging.WARNING):
+            cli = run_cli(args)
+    finally:
+        torch.set_num_threads(threads)
+    assert cli.trainer.global_step == 3  # batch 32 > 24 samples: one step per epoch, validation after each
+    messages = [r.getMessage() for r in caplog.records]
+    for path in (damaged["train"][1], damaged["train"][3]):
+        assert any(f"train shard {path} is damaged" in m for m in messages)
+    v0, v1 = (str(p) for p in damaged["val"])
+    assert any(f"{v0}: read 3 of 6" in m and f"{v1}: read 0 of 6" in m for m in messages)
+    with open(tmp_path / "runs" / "demo" / "csv" / "version_0" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["data/val_skipped"]) for r in rows if r.get("data/val_skipped")] == [9.0, 9.0, 9.0]
+    assert [float(r["val/samples"]) for r in rows if r.get("val/samples")] == [3.0, 3.0, 3.0]
+    train = [float(r["data/train_skipped"]) for r in rows if r.get("data/train_skipped")]
+    assert len(train) == 3 and train[-1] > 0 and train == sorted(train)  # cumulative
