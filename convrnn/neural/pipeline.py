@@ -582,6 +582,8 @@ def _check_flags(config: FitConfig) -> None:
                                ("--input-size", config.input_size, 1)):
         if value is not None and value < least:
             raise UserError(f"{flag} must be >= {least}, got {value}")
+    if config.synthetic is not None and config.synthetic.images_per_object_per_level < 1:
+        raise UserError(f"--synthetic-images must be >= 1, got {config.synthetic.images_per_object_per_level}")
     if config.width is not None and not config.width > 0:
         raise UserError(f"--width must be > 0, got {config.width}")
     if config.pca and config.data != "synthetic" and not config.pca_images:

@@ -119,10 +119,17 @@ def open_stimulus(image_path: str) -> IO[bytes]:
 
 
 def load_image(image_path: str, mode: str | None = "RGB") -> Any:
-    """Decode a stimulus image with Pillow (converted to ``mode`` unless None)."""
+    """Decode a stimulus image with Pillow (converted to ``mode`` unless None).
+
+    An undecodable file (truncated, not an image) raises :class:`UserError` naming it: it is the user's data, met
+    in the middle of feature extraction, and the command should say which file rather than show a traceback.
+    """
     from PIL import Image
 
-    with open_stimulus(image_path) as handle:
-        image = Image.open(handle)
-        image.load()
+    try:
+        with open_stimulus(image_path) as handle:
+            image = Image.open(handle)
+            image.load()
+    except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as exc:  # PIL's errors for damaged files
+        raise UserError(f"stimulus image {image_path}: cannot decode it ({type(exc).__name__}: {exc})") from None
     return image.convert(mode) if mode is not None else image

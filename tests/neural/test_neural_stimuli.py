@@ -94,3 +94,12 @@ def test_filenames_that_leave_the_folder_or_zip_are_refused(fixtures: Path, tmp_
 def _write(table: pd.DataFrame, path: Path) -> Path:
     table.to_csv(path, index=False)
     return path
+
+
+def test_an_undecodable_image_is_named(fixtures: Path, tmp_path: Path) -> None:
+    data = (fixtures / "stimuli" / "n0.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:len(data) // 2])
+    (tmp_path / "page.png").write_text("<html>not an image</html>")
+    for name in ("cut.png", "page.png"):
+        with pytest.raises(UserError, match=rf"stimulus image .*{name}: cannot decode it"):
+            load_image(str(tmp_path / name))
