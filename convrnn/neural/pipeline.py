@@ -309,7 +309,7 @@ def _synthetic_plan(config: FitConfig) -> tuple[SyntheticConfig, Path]:
             existing = SyntheticConfig.from_json(json.loads(params.read_text())["config"])
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"--synthetic-dir {root}: unreadable {PARAMS_FILE} ({exc}); use another folder") from None
-        if config.synthetic is not None and config.synthetic != existing:
+        if config.synthetic is not None and config.synthetic.to_json() != existing.to_json():
             raise UserError(f"--synthetic-dir {root} holds synthetic recordings with another config; use another "
                             "folder, delete this one, or drop --synthetic-images to reuse it as it is")
         return existing, root

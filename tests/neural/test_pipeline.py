@@ -286,6 +286,9 @@ def test_default_input_size_fits_the_model(tiny: SyntheticRecordings, tmp_path: 
     assert "rgc_shallow needs inputs of at least 65 px" in caplog.text
     report = json.loads((out / "scores.json").read_text())
     assert report["model"]["overrides"]["input_size"] == 65 and report["model"]["name"] == "rgc_shallow"
+    # asking for other synthetic data in a folder that holds these: refused before anything runs
+    assert cli.main([*args, "--synthetic-images", "1"]) == 2
+    assert "holds synthetic recordings with another config" in capsys.readouterr().err
 
 
 def test_smallest_input_size_is_where_the_model_starts_to_build() -> None:
@@ -333,12 +336,16 @@ def test_bad_data_stop_before_the_model_runs(tiny: SyntheticRecordings, tmp_path
     assert "Traceback" not in err and not out.exists()
 
 
-@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
-@pytest.mark.parametrize("out_exists", [False, True])
+@pytest.mark.parametrize("failure, out_exists, generate_data", [
+    (RuntimeError, False, False), (KeyboardInterrupt, False, False), (KeyboardInterrupt, True, False),
+    (RuntimeError, True, True),
+])
 def test_a_failed_run_leaves_nothing_behind(tiny: SyntheticRecordings, tmp_path: Path, failure: type,
-                                            out_exists: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+                                            out_exists: bool, generate_data: bool,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash (or Ctrl-C) during scoring, after the features were written: the features are removed, and so is
-    --out when the run created it; a folder that was there before keeps its other files."""
+    --out when the run created it; a folder that was there before keeps its other files but loses the synthetic
+    data this run generated in it (``generate_data``)."""
     seen: list[Path] = []
 
     def crash(features: MemmapFeatures, *args: object, **kwargs: object) -> None:
@@ -351,9 +358,9 @@ def test_a_failed_run_leaves_nothing_behind(tiny: SyntheticRecordings, tmp_path:
     if out_exists:
         out.mkdir()
         (out / "notes.txt").write_text("mine")
+    data = dict(synthetic=TINY) if generate_data else dict(synthetic_dir=str(tiny.root))
     with pytest.raises(failure, match="scoring failed"):
-        run(FitConfig(out=out, model="teacher", synthetic_dir=str(tiny.root), layers=["conv5"], regions=["V4"],
-                      n_splits=2, progress=False))
+        run(FitConfig(out=out, model="teacher", layers=["conv5"], regions=["V4"], n_splits=2, progress=False, **data))
     assert seen and not seen[0].exists()
     if out_exists:
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
