@@ -16,6 +16,9 @@ independently of ``convrnn.release.names``, so that the tests compare two deriva
 - ``ops.npz`` + the manifest's ``ops``: inputs and outputs of TensorFlow ops (conv, depthwise-separable conv,
   fully connected) computed with the checkpoint's weights, for the op-level comparison.
 
+Then run ``make_release_outputs.py`` (it needs the release's source; see its docstring): it runs the release's
+own graph code on these checkpoints and stores its outputs beside them (rewriting the fixtures here deletes them).
+
 The fixtures also hold what the importer must skip or check: ``*/Momentum`` slots and ``global_step``
 (rgc_intermediate_tmaxconf), the constant ``memory_decay`` of nodes without a cell, the tmaxconf β and the
 decoders' diagnostic β's, and the dthresh decoder's constants.
