@@ -140,11 +140,10 @@ def import_release_weights(model: ConvRNN, checkpoint_prefix: str | os.PathLike 
                             "model that does not exist in this project")
         report.constants.append(check.release_name)
     for name, reason in sorted(skipped.items()):
-        value = bundle.read_bytes(name)  # CRC-checked like every other tensor
+        bundle.read_bytes(name)  # not used, but CRC-checked like every other tensor
         report.skipped.setdefault(reason, []).append(name)
-        if name == "global_step" and bundle.entry(name).dtype_code in (3, 9):
+        if name == "global_step" and bundle.entry(name).dtype_code in (3, 9):  # int32 / int64
             report.global_step = int(bundle.read(name).reshape(-1)[0])
-        del value
     missing, unexpected = model.load_state_dict(new_state, strict=False)
     leftover = [k for k in missing if k in dict(model.named_parameters())]
     if leftover or unexpected:  # cannot happen after _plan; kept as a guard against rule bugs

@@ -216,11 +216,12 @@ def read_index_table(path: Path) -> list[tuple[bytes, bytes]]:
 
 # ----------------------------------------------------------------------------------------- the bundle
 def resolve_prefix(path: str | os.PathLike) -> Path:
-    """The checkpoint prefix for ``DIR/model.ckpt-NNN``, ``DIR/model.ckpt-NNN.index`` or a ``.data-*`` file name."""
+    """The checkpoint prefix for ``DIR/model.ckpt-NNN`` or one of its files (``.index``, ``.meta``, ``.data-*``)."""
     text = os.fspath(path)
-    if text.endswith(".index"):
-        text = text[: -len(".index")]
-    elif ".data-" in Path(text).name:
+    for suffix in (".index", ".meta"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    if ".data-" in Path(text).name:
         text = text[: text.rindex(".data-")]
     prefix = Path(text)
     if prefix.is_dir():

@@ -49,7 +49,8 @@ def test_sample_values_equal_tensorflow_arrays():
 def test_scalar_int64_and_prefix_forms():
     bundle = TensorBundle(prefix("rgc_intermediate_tmaxconf"))
     assert bundle.read("global_step").item() == 1000 and bundle.entry("global_step").dtype_name == "int64"
-    for form in (f"{prefix('lstm_shallow')}.index", f"{prefix('lstm_shallow')}.data-00000-of-00001"):
+    for form in (f"{prefix('lstm_shallow')}.index", f"{prefix('lstm_shallow')}.data-00000-of-00001",
+                 f"{prefix('lstm_shallow')}.meta"):
         assert resolve_prefix(form) == prefix("lstm_shallow")
 
 
