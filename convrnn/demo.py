@@ -1,8 +1,10 @@
 """The main job on the embedded data: train a small ConvRNN on synthetic objects, then score it on synthetic
-V4/IT recordings. Run from a clone: `make demo` (or `python -m convrnn.demo`).
+V4/IT recordings. ``make demo`` in a clone, or ``convrnn-demo`` anywhere once the package is installed.
 
-Both stages are the real commands a user runs (`train.py fit`, `scripts/fit_neural.py`), started as
-subprocesses so that the demo exercises exactly what the README documents.
+Both stages are the real commands a user runs (``convrnn-train fit``, ``convrnn-fit-neural``), started as
+subprocesses so that the demo exercises exactly what the README documents. Everything is written under the
+current folder: ``data/synthetic/`` (the rendered shards), ``runs/demo/`` (checkpoints, logs) and
+``runs/demo/neural/`` (scores and plots).
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from convrnn.zoo import DEMO_CONFIG
 
 
 def _run(step: str, command: list[str]) -> None:
     print(f"\n=== {step}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO)
+    result = subprocess.run(command)
     if result.returncode != 0:
         raise SystemExit(f"{step} failed with exit code {result.returncode}")
     print(f"=== {step} finished in {time.perf_counter() - start:.0f} s", flush=True)
@@ -27,18 +29,18 @@ def _run(step: str, command: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml", help="training config (default: the demo)")
+    parser.add_argument("--config", default=str(DEMO_CONFIG), help="training config (default: the packaged demo)")
     parser.add_argument("--out", default="runs/demo/neural", help="where the neural scores and plots go")
     parser.add_argument("--skip-train", action="store_true", help="score the existing runs/demo checkpoint")
     args = parser.parse_args(argv)
-    if not (REPO / "train.py").is_file():
-        raise SystemExit(f"run the demo from a clone of the repository (no train.py in {REPO})")
-    checkpoint = REPO / "runs" / Path(args.config).stem / "checkpoints" / "last.ckpt"
+    if not Path(args.config).is_file():
+        parser.error(f"--config: {args.config} does not exist")
+    checkpoint = Path("runs") / Path(args.config).stem / "checkpoints" / "last.ckpt"
     if not args.skip_train:
-        _run("train", [sys.executable, "train.py", "fit", "--config", args.config])
+        _run("train", [sys.executable, "-m", "convrnn.training.cli", "fit", "--config", args.config])
     if not checkpoint.is_file():
         raise SystemExit(f"no checkpoint at {checkpoint}: did training run?")
-    _run("neural scoring", [sys.executable, "scripts/fit_neural.py", "--model", str(checkpoint),
+    _run("neural scoring", [sys.executable, "-m", "convrnn.neural.cli", "--model", str(checkpoint),
                             "--data", "synthetic", "--out", args.out])
     print(f"\nScores: {args.out}/scores.csv, plots: {args.out}/*.png")
     return 0
