@@ -341,6 +341,8 @@ def test_ddp_damaged_val_shards_named_on_every_rank(damaged: dict, tmp_path: Pat
     for r in ranks:
         assert r["short"] == v and r["total"] == 12
         assert r["metrics"]["data/val_skipped"] == 9.0  # 3 (rank 0's shard) + 6 (rank 1's shard)
+        assert r["metrics"]["data/train_skipped"] > 0
+    assert ranks[0]["metrics"]["data/train_skipped"] == ranks[1]["metrics"]["data/train_skipped"]  # a sum
 
 
 def test_train_py_demo_config_goes_on_over_damaged_shards(
