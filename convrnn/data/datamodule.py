@@ -12,8 +12,11 @@ buffer never restarts cold.
 Validation is exact. Shards are not resampled; they are split by rank (``rank::world_size``), then by
 worker, so every sample is seen exactly once across all ranks. The expected count comes from
 ``dataset.json`` (or from the tar headers). :class:`ValSampleCountCheck` checks it after each
-validation epoch. With fewer val shards than ``world_size * num_workers``, some worker would get nothing
-and DDP validation could hang, so :meth:`ShardDataModule.setup` refuses that with a clear message.
+validation epoch, per shard: seen + skipped-corrupt + lost to damaged shards must equal it, and short shards
+are named. A damaged shard yields fewer batches than ``len()`` says, and can leave a rank with none at all.
+So log val metrics from sums made at the end of the epoch, not per batch with ``sync_dist=True``. With
+fewer val shards than ``world_size * num_workers``, some worker would get nothing and DDP validation could
+hang, so :meth:`ShardDataModule.setup` refuses that with a clear message.
 
 Bad data does not stop training (see :mod:`convrnn.data.skips`). A sample whose image cannot be decoded is
 skipped. A damaged shard (cut inside a member, cut at a member boundary, unreadable) gives what could be read,
@@ -651,7 +654,9 @@ class ShardDataModule(pl.LightningDataModule):
         if self._train_samples_arg is not None:
             return int(self._train_samples_arg)
         if self.train_list is None or self.train_list.num_samples is None:
-            raise ValueError("train_samples_per_epoch is unknown: pass it (remote shards have no local index)")
+            raise UserConfigError(
+                "data.train_samples_per_epoch", "is unknown for remote shards without a local dataset.json: set it"
+            )
         return self.train_list.num_samples
 
     @property
