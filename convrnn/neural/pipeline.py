@@ -353,6 +353,21 @@ def _check_user_files(config: FitConfig) -> None:
         raise UserError(f"--stimuli-images: {config.stimuli_images} does not exist")
 
 
+def _builds_at(spec: str | os.PathLike, size: int) -> bool:
+    """Whether the zoo model or YAML graph ``spec`` builds at ``size`` px (at width 0.125, see
+    :func:`smallest_input_size`); other build errors propagate."""
+    from convrnn.graph.model import ConvRNN
+    from convrnn.zoo import model_config
+
+    try:
+        ConvRNN(model_config(spec, input_size=size, width_multiplier=0.125))
+    except ValueError as exc:
+        if _TOO_SMALL in str(exc):
+            return False
+        raise
+    return True
+
+
 def smallest_input_size(spec: str | os.PathLike, *, limit: int = 4096) -> int:
     """The smallest input size (px) at which the zoo model or YAML graph ``spec`` builds: every node keeps a map of
     at least 1x1 (a shallow model's VALID-padded layers need more than 64 px).
@@ -360,27 +375,15 @@ def smallest_input_size(spec: str | os.PathLike, *, limit: int = 4096) -> int:
     Found by bisection on real builds (sizes only shrink when the input does), at width 0.125: spatial sizes do not
     depend on the width, and small builds take ~0.1 s. Raises :class:`UserError` when even ``limit`` px fails.
     """
-    from convrnn.graph.model import ConvRNN
-    from convrnn.zoo import model_config
-
-    def builds(size: int) -> bool:
-        try:
-            ConvRNN(model_config(spec, input_size=size, width_multiplier=0.125))
-        except ValueError as exc:
-            if _TOO_SMALL in str(exc):
-                return False
-            raise
-        return True
-
     hi = 64
-    while not builds(hi):
+    while not _builds_at(spec, hi):
         if hi >= limit:
             raise UserError(f"--model {spec}: no input size up to {limit} px builds")
         hi = min(2 * hi, limit)
     lo = 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if builds(mid):
+        if _builds_at(spec, mid):
             hi = mid
         else:
             lo = mid + 1
@@ -438,15 +441,16 @@ def _load_model(config: FitConfig, synthetic: SyntheticConfig | None) -> LoadedM
         default = synthetic.input_size if synthetic is not None else 224
         if synthetic is not None and width is None:
             width = synthetic.width_multiplier
-        smallest = smallest_input_size(spec)
-        if input_size is not None and input_size < smallest:
-            raise UserError(f"--input-size {input_size} is too small for {spec}: it needs at least {smallest} px "
-                            f"(a layer's map would shrink to 0x0); use --input-size {smallest} or more")
-        if input_size is None:
-            input_size = max(default, smallest)
-            if smallest > default:
-                logger.warning("%s needs inputs of at least %d px; presenting the images at %d px (the default %d "
-                               "is too small; --input-size sets it)", spec, smallest, input_size, default)
+        if _builds_at(spec, input_size or default):  # one cheap build; search only when it fails
+            input_size = input_size or default
+        else:
+            smallest = smallest_input_size(spec)
+            if input_size is not None:
+                raise UserError(f"--input-size {input_size} is too small for {spec}: it needs at least {smallest} px "
+                                f"(a layer's map would shrink to 0x0); use --input-size {smallest} or more")
+            input_size = smallest
+            logger.warning("%s needs inputs of at least %d px; presenting the images at %d px (the default %d is "
+                           "too small; --input-size sets it)", spec, smallest, input_size, default)
     try:
         return load_model(spec, weights=config.weights, input_size=input_size, width_multiplier=width,
                           seed=config.seed, trusted=config.trust_checkpoint)

@@ -269,8 +269,8 @@ def test_nayebi_r_tilde_of_the_best_layer(tiny: SyntheticRecordings, tmp_path: P
 
 
 def test_default_input_size_fits_the_model(tiny: SyntheticRecordings, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str],
-                                           caplog: pytest.LogCaptureFixture) -> None:
+                                           capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``--model rgc_shallow --data synthetic``, the obvious first try: the shallow models need more than the
     synthetic data's size, so the default is raised to the smallest size they build at; a too-small
     ``--input-size`` stops at once, naming the size that works."""
@@ -286,6 +286,18 @@ def test_default_input_size_fits_the_model(tiny: SyntheticRecordings, tmp_path: 
     assert "rgc_shallow needs inputs of at least 65 px" in caplog.text
     report = json.loads((out / "scores.json").read_text())
     assert report["model"]["overrides"]["input_size"] == 65 and report["model"]["name"] == "rgc_shallow"
+    # a model that builds at the data's size is built at it (the synthetic data's 32 px here, not 224)
+    sizes: list[int] = []
+
+    def stop(model: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        sizes.append(model.input_size)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "extract_features", stop)
+    for model in ("rgc_intermediate", "rgc_shallow"):
+        with pytest.raises(KeyboardInterrupt):
+            run(FitConfig(out=tmp_path / model, model=model, synthetic_dir=str(tiny.root), progress=False))
+    assert sizes == [32, 65]
     # asking for other synthetic data in a folder that holds these: refused before anything runs
     assert cli.main([*args, "--synthetic-images", "1"]) == 2
     assert "holds synthetic recordings with another config" in capsys.readouterr().err
