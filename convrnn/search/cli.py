@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_worker(cfg, url, n_trials)
             print(f"worker done: {summary.ran} trials run here ({summary.complete} complete, {summary.pruned} "
                   f"pruned, {summary.failed} failed) in {summary.seconds:.0f} s; study folder {cfg.run_dir}")
+            if summary.too_many_failures:
+                print(f"error: the study has {cfg.max_failed_trials} failed trials (study.max_failed_trials); "
+                      f"see `search.py status` and the trials' train.log", file=sys.stderr)
+                return 1
         elif args.command == "status":
             from convrnn.search.status import format_status
 

@@ -245,10 +245,21 @@ def check_buildable(cfg: SearchConfig) -> None:
     for point in cfg.space.default_points():
         graph = cfg.space.model_graph(point)
         try:
-            ConvRNN(resolve_graph(dict(graph, _source="<search space>"), **_model_overrides(cfg)))
-        except (ValueError, TypeError) as exn:
+            model = ConvRNN(resolve_graph(dict(graph, _source="<search space>"), **_model_overrides(cfg)))
+            _dry_run(model)
+        except (ValueError, TypeError, RuntimeError) as exn:
             branch = f"space.cell.{point.cell_type}" if point.cell_type else "model.base"
             raise UserConfigError(branch, f"the model does not build: {exn}") from None
+
+
+def _dry_run(model: Any) -> None:
+    """One forward pass on the meta device (no memory, no compute): catches schedule and shape errors."""
+    import torch
+
+    model = model.to("meta").eval()
+    x = torch.empty(1, model.config["in_channels"], model.input_size, model.input_size, device="meta")
+    with torch.no_grad():
+        model(x)
 
 
 def _model_overrides(cfg: SearchConfig) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def mask_url(url: str) -> str:
         return url.split("://", 1)[0] + "://" + MASK
     if "password" in parsed.query:
         parsed = parsed.update_query_dict({"password": MASK})
-    return parsed.render_as_string(hide_password=True)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", MASK)
 
 
 def take_password(url: str) -> str:
@@ -83,10 +83,15 @@ def take_password(url: str) -> str:
         raise UserError(f"{mask_url(url)}: a password in the URL is only supported for PostgreSQL; use the "
                         "database's own credential files")
     os.environ["PGPASSWORD"] = str(password)
-    parsed = parsed.set(password=None)
-    if "password" in parsed.query:
-        parsed = parsed.difference_update_query(["password"])
-    return parsed.render_as_string(hide_password=False)
+    from sqlalchemy.engine import URL
+
+    query = {k: v for k, v in parsed.query.items() if k != "password"}
+    clean = URL.create(parsed.drivername, username=parsed.username, password=None, host=parsed.host,
+                       port=parsed.port, database=parsed.database, query=query)
+    text = clean.render_as_string(hide_password=False)
+    if has_password(text):  # never hand on a URL that still holds the secret
+        raise UserError(f"could not remove the password from {mask_url(url)}")
+    return text
 
 
 def resolve_url(flag: str | None, configured: str | None, run_dir: Path) -> str:

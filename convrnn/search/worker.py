@@ -85,6 +85,7 @@ class WorkerSummary:
     failed: int = 0
     surplus: int = 0
     seconds: float = 0.0
+    too_many_failures: bool = False
 
 
 def _counts(study: optuna.Study) -> tuple[int, int]:
@@ -195,6 +196,7 @@ def run_worker(cfg: SearchConfig, url: str, n_trials: int | None = None) -> Work
             break
         if failed >= cfg.max_failed_trials:
             log.error("stopping: %d trials failed (study.max_failed_trials); see their logs", failed)
+            summary.too_many_failures = True
             break
         objective.last_number = None
         study.optimize(objective, n_trials=1, catch=(TrialFailed, SurplusTrial), gc_after_trial=False)
