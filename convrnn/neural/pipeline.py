@@ -289,10 +289,10 @@ def _image_list(path: str | os.PathLike) -> list[str]:
     if path.suffix.lower() == ".csv":
         return load_stimulus_set(path)["image_path"].tolist()
     if not path.is_dir():
-        raise FileNotFoundError(f"PCA images: {path} is neither a folder nor a stimulus-set CSV")
+        raise UserError(f"--pca-images: {path} is neither a folder nor a stimulus-set CSV")
     files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"PCA images: no image files in {path}")
+        raise UserError(f"--pca-images: no image files ({', '.join(IMAGE_SUFFIXES)}) in {path}")
     return files
 
 
@@ -652,6 +652,7 @@ def _run(config: FitConfig) -> FitResult:
     synthetic_config, synthetic_root = _synthetic_plan(config) if config.data == "synthetic" else (None, None)
     if synthetic_config is None:
         _check_user_files(config)
+    pca_paths = _image_list(config.pca_images) if config.pca and config.pca_images else None
     loaded = _load_model(config, synthetic_config)
     model = loaded.model
     layers = list(config.layers) if config.layers else list(model.layer_names[:-1])  # all but the readout
@@ -677,9 +678,7 @@ def _run(config: FitConfig) -> FitResult:
         pca = None
         t0 = time.perf_counter()
         if config.pca:
-            if config.pca_images:
-                pca_paths = _image_list(config.pca_images)
-            else:
+            if pca_paths is None:
                 assert synthetic is not None  # _check_flags: user data need --pca-images
                 pca_csv = write_pca_images(out / "pca_images", synthetic.config,
                                            split_seed=synthetic.config.split_seed + 1)
