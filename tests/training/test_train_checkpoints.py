@@ -9,12 +9,14 @@ untrusted-pickle rule on every path: the Python API, ``train.py --ckpt_path``, `
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from train_helpers import REPO, run_train, tiny_config, write_config
+from train_helpers import REPO, run_train, subprocess_env, tiny_config, write_config
 
 import convrnn
 from convrnn.checkpoint import UntrustedCheckpointError, load_model_checkpoint, save_model_checkpoint
@@ -173,3 +175,20 @@ def test_train_py_refuses_untrusted_checkpoints(tmp_path: Path, synthetic_root: 
     assert marker.exists()
     assert torch.load(last, weights_only=True)["global_step"] == 2  # resumed from step 1
 
+
+def test_fit_neural_refuses_an_untrusted_checkpoint(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = _evil_model_checkpoint(tmp_path, marker)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "fit_neural.py"), "--model", str(evil), "--data",
+                           "synthetic", "--synthetic-dir", str(tmp_path / "syn"), "--out", str(out)], cwd=tmp_path,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "evil.pt" in done.stderr and "--trust-checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert not marker.exists() and not out.exists()
+    trusted = subprocess.run([sys.executable, str(REPO / "scripts" / "fit_neural.py"), "--model", str(evil), "--data",
+                              "synthetic", "--synthetic-dir", str(tmp_path / "syn"), "--out", str(out),
+                              "--trust-checkpoint", "--layers", "conv10", "--no-progress"], cwd=tmp_path,
+                             env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    assert marker.exists() and (out / "scores.csv").is_file()  # the opt-in unpickled it, and the model was scored
