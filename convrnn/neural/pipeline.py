@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
@@ -594,6 +595,12 @@ def _check_flags(config: FitConfig) -> None:
         raise UserError("--pca needs --pca-images DIR (a separate image set) with user data")
     if config.pca_images and not Path(config.pca_images).exists():
         raise UserError(f"--pca-images: {config.pca_images} does not exist")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as exc:
+        raise UserError(f"--device: {config.device!r} is not a torch device ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {config.device}: CUDA is not available on this machine; use --device cpu")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} exists and is not a folder")

@@ -193,8 +193,11 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["--model", "rgc_intermediate", "--layers", "conv99", "--input-size", "32"], "--layers: unknown layer"),
         (["--model", "teacher", "--width", "1"], "--model teacher is fixed by the synthetic config"),
         (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--device", "gpu0"], "--device: 'gpu0' is not a torch device"),
         (["--times", "20"], r"bins map to model steps outside \[0, 20\)"),
     ]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device cuda: CUDA is not available on this machine"))
     for argv, message in cases:
         assert cli.main([*argv, "--synthetic-dir", str(tmp_path / "syn"), "--out", str(out)]) == 2, argv
         err = capsys.readouterr().err
