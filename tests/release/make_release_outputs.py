@@ -3,6 +3,7 @@
     /tmp/tfvenv/bin/pip install tensorflow-cpu numpy "networkx==1.11"
     git clone https://github.com/neuroailab/convrnns /tmp/convrnns_src     # the release (read, never copied)
     /tmp/tfvenv/bin/python tests/release/make_release_outputs.py /tmp/convrnns_src
+    /tmp/tfvenv/bin/python tests/release/make_release_outputs.py /tmp/convrnns_src --full-size /tmp/full  # optional
 
 Why: the fixture script writes the release's variable names from our reading of its code. Here the release's
 ``models/model_func.py`` builds its graph (biological unrolling, cells, harbors, decoders) at the fixtures'
@@ -133,7 +134,8 @@ def release_outputs(src: Path, fixture: str, base: str, width: float, input_size
                     layers: list[str], seed: int = 0) -> None:
     info = json.loads((FIXTURES / fixture / "manifest.json").read_text())
     assert info["overrides"] == {"width_multiplier": width, "input_size": input_size, "num_classes": classes}
-    sys.path.insert(0, str(src))
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
     from convrnns.configs import median_rgcell_cfg
     from convrnns.models import model_func as mf
     from convrnns.utils.loader import MODEL_TO_KWARGS, get_restore_vars
@@ -188,12 +190,33 @@ def release_outputs(src: Path, fixture: str, base: str, width: float, input_size
     np.savez_compressed(FIXTURES / fixture / "release_outputs.npz", **arrays)
     print(f"{fixture}: release graph restored {len(restore)} variables; outputs of {layers} at "
           f"{arrays[f'features:{layers[0]}'].shape[0]} steps -> release_outputs.npz")
-    sys.path.remove(str(src))
+
+
+def full_size(src: Path, out: Path) -> None:
+    """Full-size random checkpoints of rgc_intermediate and lstm_shallow (about 220 MB, kept out of the repository)
+    with the release's outputs, for ``CONVRNN_RELEASE_FULL=OUT pytest tests/release/test_release_forward.py``."""
+    global FIXTURES
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", Path(__file__).with_name("make_fixtures.py"))
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    fixtures.OUT, FIXTURES = out, out
+    full = {"width_multiplier": 1.0, "input_size": 224, "num_classes": 1000}
+    fixtures.write("rgc_intermediate", fixtures.rgc_intermediate(1.0, 224, 1000, "last"), full, seed=11,
+                   momentum=True, global_step=123456)
+    fixtures.write("lstm_shallow", fixtures.shallow("lstm", 1.0, 224, 1000), full, seed=12)
+    release_outputs(src, "rgc_intermediate", "rgc_intermediate", 1.0, 224, 1000,
+                    ["conv4", "conv7", "conv10", "imnetds"])
+    release_outputs(src, "lstm_shallow", "lstm_shallow", 1.0, 224, 1000, ["conv3", "conv4", "conv5", "imnetds"])
 
 
 def main() -> None:
     src = Path(sys.argv[1]).resolve()
     _install_shims()
+    if len(sys.argv) > 3 and sys.argv[2] == "--full-size":
+        full_size(src, Path(sys.argv[3]).resolve())
+        return
     for folder in sorted(FIXTURES.iterdir()):
         if not (folder / "manifest.json").is_file():
             continue

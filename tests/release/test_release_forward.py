@@ -10,6 +10,7 @@ importer, must give the same numbers up to float32 rounding.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +20,22 @@ import torch
 from convrnn.release import load_release_checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "release_outputs.npz").is_file())
+FOLDERS = sorted(p for p in FIXTURES.iterdir() if (p / "release_outputs.npz").is_file())
+# optional: the full-size pair written by `make_release_outputs.py SRC --full-size DIR` (too large to commit)
+if os.environ.get("CONVRNN_RELEASE_FULL"):
+    FOLDERS += sorted(p for p in Path(os.environ["CONVRNN_RELEASE_FULL"]).iterdir()
+                      if (p / "release_outputs.npz").is_file())
 
 
 def test_every_fixture_has_release_outputs():
-    assert len(NAMES) == 10
+    assert len([f for f in FOLDERS if f.parent == FIXTURES]) == 10
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_imported_model_reproduces_the_release_forward_pass(name):
-    info = json.loads((FIXTURES / name / "manifest.json").read_text())
-    model = load_release_checkpoint(info["model"], FIXTURES / name / info["checkpoint"], **info["overrides"])
-    ref = np.load(FIXTURES / name / "release_outputs.npz")
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f"{f.parent.name}/{f.name}")
+def test_imported_model_reproduces_the_release_forward_pass(folder):
+    info = json.loads((folder / "manifest.json").read_text())
+    model = load_release_checkpoint(info["model"], folder / info["checkpoint"], **info["overrides"])
+    ref = np.load(folder / "release_outputs.npz")
     layers = [k.split(":", 1)[1] for k in ref.files if k.startswith("features:")]
     mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # the release's normalisation, as the script did it
     std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
