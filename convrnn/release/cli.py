@@ -19,7 +19,7 @@ from pathlib import Path
 from convrnn.checkpoint import is_checkpoint_path, save_model_checkpoint
 from convrnn.errors import UserError
 from convrnn.release.importer import load_release_model
-from convrnn.release.verify import format_report, verify_model
+from convrnn.release.verify import collect_images, format_report, read_labels, verify_model
 from convrnn.zoo import list_models
 
 
@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--verify-images, --verify-labels and --verify-json need --verify")
     if args.verify_labels and not Path(args.verify_labels).is_file():
         raise UserError(f"--verify-labels: {args.verify_labels} not found")
+    if args.verify_images:  # check the verify inputs before the (slower) import
+        collect_images(args.verify_images)
+    if args.verify_labels:
+        read_labels(args.verify_labels)
     overrides = {k: v for k, v in (("width_multiplier", args.width_multiplier), ("input_size", args.input_size),
                                    ("num_classes", args.num_classes)) if v is not None}
     model, report = load_release_model(args.model, args.checkpoint, **overrides)

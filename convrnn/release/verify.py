@@ -98,7 +98,8 @@ def synthetic_images(size: int, categories: int = 8, objects: int = 4, seed: int
     return images, labels, within < objects // 2
 
 
-def _collect_images(paths: list[str | os.PathLike]) -> list[Path]:
+def collect_images(paths: list[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found in the given folders (``UserError`` if there are none)."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -142,7 +143,7 @@ def verify_model(model: ConvRNN, *, image_paths: list[str | os.PathLike] | None 
         **logit_stats(logits),
     }
     if image_paths:
-        files = _collect_images(image_paths)
+        files = collect_images(image_paths)
         known = read_labels(labels_path) if labels_path else {}
         resize = round(size * 256 / 224)
         batch = []

@@ -109,6 +109,9 @@ def test_errors_exit_2_and_write_nothing(tmp_path, capsys, fixture_copy):
     assert "does not match 'gru_shallow'" in capsys.readouterr().err and not out.exists()
     assert main(["--model", "lstm_shallow", "--checkpoint", str(good), "--out", str(tmp_path / "x.bin")]) == 2
     assert "--out" in capsys.readouterr().err
+    assert main(["--model", "lstm_shallow", "--checkpoint", str(good), "--out", str(out), *flags, "--verify",
+                 "--verify-images", str(tmp_path / "nowhere")]) == 2
+    assert "--verify-images:" in capsys.readouterr().err and not out.exists()  # checked before importing
 
 
 def test_script_wrapper_runs_the_same_command(tmp_path):
