@@ -489,7 +489,8 @@ class SearchSpace:
         for knob in self.training.values():
             if knob.sampled:
                 chosen[knob.name] = combine(knob, [p[knob.name] for p in params_list])
-        point = self._resolve(_lookup(chosen))
+        no_edges = {edge_name(s, t): 0.0 for s, t in self.edge_candidates or []}  # edges are voted below
+        point = self._resolve(_lookup({**no_edges, **chosen}))
         if self.edge_candidates is not None:
             n = len(edge_sets)
             sets = [{tuple(e) for e in edges} for edges in edge_sets]

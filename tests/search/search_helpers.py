@@ -99,13 +99,16 @@ class RaiseInTrial(Callback):
 
 
 class SlowTrial(Callback):
-    """Sleeps after each step (so a test can kill the worker mid-trial); prints a marker once."""
+    """In trial ``trial`` only: prints its pid and sleeps after each step, so a test can kill the worker
+    mid-trial."""
 
-    def __init__(self, seconds: float = 1.0) -> None:
+    def __init__(self, trial: int = 0, seconds: float = 1.0) -> None:
+        self.trial = trial
         self.seconds = seconds
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         import time
 
-        print(f"SLOW step {trainer.global_step} pid {os.getpid()}", flush=True)
-        time.sleep(self.seconds)
+        if int(os.environ.get("CONVRNN_SEARCH_TRIAL", "-1")) == self.trial:
+            print(f"SLOW step {trainer.global_step} pid {os.getpid()}", flush=True)
+            time.sleep(self.seconds)
