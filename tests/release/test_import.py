@@ -154,3 +154,14 @@ def test_top_level_convrnn_load_release_checkpoint():
     b = load_release_checkpoint("ugrnn_shallow", prefix("ugrnn_shallow"), **info["overrides"])
     assert a.state_dict().keys() == b.state_dict().keys()
     assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_schedule_overrides_keep_the_weights():
+    """Overrides that change how the model runs (the neural schedule, as fit_neural.py uses) import the same way."""
+    info = manifest("rgc_intermediate_tmaxconf")
+    plain = load_release_checkpoint("rgc_intermediate_tmaxconf", prefix("rgc_intermediate_tmaxconf"),
+                                    **info["overrides"])
+    neural = load_release_checkpoint("rgc_intermediate_tmaxconf", prefix("rgc_intermediate_tmaxconf"),
+                                     presentation="neural", **info["overrides"])
+    assert (neural.times, neural.image_off) == (26, 10) and (plain.times, plain.image_off) == (17, 12)
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in neural.state_dict().items())
