@@ -11,6 +11,7 @@ from torch import nn
 
 from convrnn.cells import CELLS, build_cell
 from convrnn.cells.base import State, activation
+from convrnn.graph.spec import InputTooSmallError
 from convrnn.layers import SameConv2d, SameMaxPool2d, init_tensor
 from convrnn.layers.conv import WeightDecayMixin
 
@@ -113,7 +114,7 @@ class Node(nn.Module):
     @staticmethod
     def _check_size(size: tuple[int, ...], where: str) -> None:
         if min(size) < 1:
-            raise ValueError(f"input too small: {where} would produce a {size[0]}×{size[1]} map; "
+            raise InputTooSmallError(f"input too small: {where} would produce a {size[0]}×{size[1]} map; "
                              "use a larger input_size")
 
     @property

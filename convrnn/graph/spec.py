@@ -32,6 +32,10 @@ class ConfigError(UserError):
     """A model YAML or override is wrong; the message names the key and file."""
 
 
+class InputTooSmallError(ConfigError):
+    """The input size shrinks some node's map to nothing (too many strides and pools for it)."""
+
+
 ATOMIC_KEYS = {"init", "kernel_init"}  # initialiser specs replace each other, never merge
 
 

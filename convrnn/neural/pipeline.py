@@ -51,7 +51,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 import convrnn
+from convrnn.checkpoint import CHECKPOINT_SUFFIXES, is_checkpoint_path
 from convrnn.errors import UserError
+from convrnn.graph.spec import InputTooSmallError
 from convrnn.neural.assembly import (
     TrialData,
     check_trials,
@@ -95,9 +97,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 #: ``data`` files read by the plain route (:func:`convrnn.neural.load_plain`) rather than as brainio assemblies
 PLAIN_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 #: how the graph builder says that a node's map would shrink below 1x1 (convrnn.graph.node)
-_TOO_SMALL = "input too small"
 #: ``--model`` values that ``load_model`` reads as checkpoints (by suffix) and as release TF checkpoints (prefix)
-_CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 _RELEASE_PREFIX = "release:"
 
 
@@ -362,10 +362,8 @@ def _builds_at(spec: str | os.PathLike, size: int) -> bool:
 
     try:
         ConvRNN(model_config(spec, input_size=size, width_multiplier=0.125))
-    except ValueError as exc:
-        if _TOO_SMALL in str(exc):
-            return False
-        raise
+    except InputTooSmallError:
+        return False
     return True
 
 
@@ -399,7 +397,7 @@ def _model_kind(spec: str) -> str:
     if spec.startswith(_RELEASE_PREFIX):
         return "release"
     path = Path(spec)
-    if path.suffix in _CHECKPOINT_SUFFIXES:
+    if is_checkpoint_path(path):
         if not path.is_file():
             raise UserError(f"--model: checkpoint {path} does not exist")
         return "checkpoint"
@@ -410,7 +408,7 @@ def _model_kind(spec: str) -> str:
     known = convrnn.list_models()
     if spec not in known:
         raise UserError(f"--model: unknown model {spec!r}; give a zoo name ({', '.join(known)}), a YAML graph, a "
-                        f"checkpoint ({'/'.join(_CHECKPOINT_SUFFIXES)}), release:NAME or 'teacher'")
+                        f"checkpoint ({'/'.join(CHECKPOINT_SUFFIXES)}), release:NAME or 'teacher'")
     return "zoo"
 
 
@@ -455,10 +453,8 @@ def _load_model(config: FitConfig, synthetic: SyntheticConfig | None) -> LoadedM
     try:
         return load_model(spec, weights=config.weights, input_size=input_size, width_multiplier=width,
                           seed=config.seed, trusted=config.trust_checkpoint)
-    except UserError:
-        raise
-    except ValueError as exc:
-        if kind == "checkpoint" and input_size is not None and _TOO_SMALL in str(exc):
+    except InputTooSmallError as exc:
+        if kind == "checkpoint" and input_size is not None:
             raise UserError(f"--input-size {input_size} is too small for the model of {spec} ({exc})") from None
         raise
 
