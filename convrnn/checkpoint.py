@@ -30,7 +30,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from convrnn.errors import UserError
 from convrnn.graph.model import ConvRNN
 from convrnn.graph.spec import rebuild_config
+from convrnn.io import atomic_open
 
 __all__ = ["CHECKPOINT_SUFFIXES", "UntrustedCheckpointError", "graph_of", "is_checkpoint_path",
            "load_model_checkpoint", "model_state_dict", "read_checkpoint", "save_model_checkpoint"]
@@ -151,14 +151,8 @@ def save_model_checkpoint(model: ConvRNN, path: str | os.PathLike, *, meta: Mapp
                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                "meta": dict(meta or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
     return path
 
 

@@ -12,6 +12,11 @@ import torch
 
 Frames = Callable[[int], torch.Tensor]
 
+#: The input normalisation every released model expects: RGB in [0, 1], minus ImageNet's channel means, over its
+#: channel standard deviations. The blank frame (0.5) is a value in this normalised space.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
 
 def static_schedule(images: torch.Tensor, image_off: int | None, blank: float) -> Frames:
     """The image for steps < image_off, then the blank value (in normalised input space); None = constant."""

@@ -51,7 +51,6 @@ import re
 import sys
 import tarfile
 import threading
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from convrnn.errors import UserError
+from convrnn.io import atomic_open, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -84,51 +84,6 @@ _EXT_KEY = {
     ".webp": "webp",
 }
 DEFAULT_LABEL_FILES = ("val_labels.txt", "val_labels.csv", "LOC_val_solution.csv")
-
-
-# --------------------------------------------------------------------------------------------- atomic I/O
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename (best effort: not every filesystem lets you open a directory)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _temp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temp file beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
-
-    Readers never see a partial file: either the old one, the new one, or none. On error the temp file is
-    removed; after a hard kill it stays as ``.NAME.tmp.*`` and the shard writers remove it on the next run.
-    """
-    final = Path(path)
-    tmp = _temp_path(final)
-    f = open(tmp, mode)  # noqa: SIM115 (closed below on every path)
-    try:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except BaseException:
-        f.close()
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    with atomic_open(path, "wb") as f:
-        f.write(data)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -40,11 +40,11 @@ from PIL import Image, ImageDraw
 from convrnn.data.shards import (
     INDEX_NAME,
     SampleSpec,
-    atomic_write_bytes,
     read_index,
     write_index,
     write_splits,
 )
+from convrnn.io import atomic_write_bytes
 
 GENERATOR_VERSION = 1
 TRAIN_SPLIT_SEED = 1000

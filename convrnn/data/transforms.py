@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
+
 try:  # torchvision's JPEG decoder (C++ extension); optional: PIL decodes everything without it
     from torchvision.io import ImageReadMode as _ImageReadMode
     from torchvision.io import decode_jpeg as _decode_jpeg
@@ -38,8 +40,6 @@ except Exception:  # noqa: BLE001 - a broken torchvision build raises RuntimeErr
     _decode_jpeg = None
     _READ_RGB = None
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: sample keys tried, in order, for the image bytes of a webdataset sample
 IMAGE_KEYS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")

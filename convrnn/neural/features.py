@@ -8,7 +8,6 @@ last, so an interrupted run never leaves a truncated array that looks finished.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -23,14 +22,14 @@ from tqdm.auto import tqdm
 from convrnn.graph.model import ConvRNN
 from convrnn.neural.scoring import MemmapFeatures
 from convrnn.neural.stimuli import load_image as _load_pil
+from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
+from convrnn.threads import torch_threads
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "extract_features", "fit_pca", "image_batches", "load_image",
            "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PCA = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -55,23 +54,6 @@ def image_batches(paths: Sequence[str | os.PathLike], size: int, batch_size: int
     """Consecutive batches ``[B, 3, size, size]`` of :func:`load_image` results, in ``paths`` order."""
     for start in range(0, len(paths), batch_size):
         yield torch.stack([load_image(p, size, mean, std) for p in paths[start:start + batch_size]])
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``n`` intra-op threads (None: leave torch's setting), restoring the old value after.
-
-    Why: the models' convolutions are small (tens of microseconds at demo sizes), so OpenMP barriers dominate;
-    on a busy 2-core machine 2 threads were 15x slower than 1 (42 s vs 2.7 s for 128 images, 10 layers).
-    """
-    old = torch.get_num_threads()
-    if n is not None and n != old:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != old:
-            torch.set_num_threads(old)
 
 
 def _flat(features: torch.Tensor) -> np.ndarray:

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from convrnn.io import atomic_write_text
 from convrnn.training.module import NonFiniteLossError, state_digest, unpack_batch
 
 
@@ -172,7 +173,4 @@ class DistributedAudit(Callback):
             "val_correct": self.val_correct, "val_count": [len(k) for k in self.val_keys],
             "param_digest": state_digest(pl_module),
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(record))

@@ -45,7 +45,7 @@ def test_model_checkpoint_round_trip_loads_with_the_safe_unpickler(tmp_path: Pat
     path = save_model_checkpoint(model, tmp_path / "m.pt", meta={"source": "test"})
     payload = torch.load(path, weights_only=True)  # plain types only
     assert payload["format"] == "convrnn.model" and payload["meta"] == {"source": "test"}
-    assert not list(tmp_path.glob(".*tmp"))  # the temp file was renamed into place
+    assert not list(tmp_path.glob(".m.pt.tmp*"))  # the temp file was renamed into place
     loaded = convrnn.build_model(path)
     assert loaded.config == model.config and float(loaded.decoder_beta) == pytest.approx(0.3717)
     with torch.no_grad():

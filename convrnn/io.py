@@ -1,0 +1,75 @@
+"""Atomic file output: readers (and a later run after a kill -9) see the old file, the new one, or none.
+
+Why one home: scores, plots, shards, indexes, checkpoints and audits are all written this way, and a temp file
+that is not removed on failure, or not fsynced before the rename, is the kind of bug one copy gets and another
+doesn't. Temp files sit beside the target (``os.replace`` is only atomic within one file system) and are named
+``.NAME.tmp.<pid>.<random>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "temp_path"]
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename (best effort: not every filesystem lets you open a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temp_path(final: Path) -> Path:
+    """A unique temp name beside ``final`` (same directory, so the rename is atomic)."""
+    return final.with_name(f".{final.name}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
+
+    Readers never see a partial file: either the old one, the new one, or none. On error the temp file is
+    removed; after a hard kill it stays as ``.NAME.tmp.*`` (writers that resume clean those up).
+    """
+    final = Path(path)
+    tmp = temp_path(final)
+    f = open(tmp, mode, **kwargs)  # noqa: SIM115 (closed below on every path)
+    try:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        f.close()
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically, creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "w", encoding=encoding) as handle:
+        handle.write(text)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return path
