@@ -18,6 +18,8 @@ pre-activation sums of c and h. `crelu` is not supported (it would change the st
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -29,9 +31,63 @@ from convrnn.layers import SameConv2d, SeparableConv2d
 MEDIAN_TAU = 0.9219348064291611
 MEDIAN_GATE = 0.7006566684988862
 
-PRESETS: dict[str, dict[str, Any]] = {
+
+@dataclass(frozen=True)
+class RGCSettings:
+    """Every knob of the RGC with its default: the one place the defaults live (presets are instances).
+
+    The defaults are the released median cell's, except its feedback, memory-less and initialiser knobs.
+    `cell_depth=None` means "as deep as the output"; `gate_kernel=0` removes the memory.
+    """
+
+    cell_depth: int | None = 64
+    tau_kernel: int = 7
+    gate_kernel: int = 7
+    cell_tau_kernel: int | None = None
+    ff_kernel: int = 2
+    in_out_kernel: int = 3
+    feedback_kernel: int = 1
+    tau_separable: bool = True
+    gate_separable: bool = True
+    ff_separable: bool = False
+    in_out_separable: bool = False
+    feedback_separable: bool = False
+    ds_repeat: bool = False
+    tau_nonlinearity: str = "sigmoid"
+    gate_nonlinearity: str = "tanh"
+    input_activation: str = "elu"
+    feedback_activation: str = "identity"
+    cell_activation: str = "elu"
+    out_activation: str = "elu"
+    tau_offset: float = MEDIAN_TAU
+    tau_multiplier: float = -MEDIAN_TAU
+    gate_offset: float = MEDIAN_GATE
+    gate_multiplier: float = -MEDIAN_GATE
+    tau_bias: float = 0.0
+    gate_bias: float = 0.0
+    input_to_cell: bool = True
+    input_to_out: bool = True
+    cell_to_out: bool = False
+    out_residual: bool = True
+    cell_residual: bool = False
+    residual_to_cell_tau: bool = False
+    residual_to_cell_gate: bool = False
+    residual_to_out_tau: bool = False
+    residual_to_out_gate: bool = False
+    input_to_tau: bool = False
+    input_to_gate: bool = False
+    feedback_entry: str = "out"
+    conv_bias: bool = True
+    kernel_init: str | dict | None = None
+    weight_decay: float = 2.034e-4
+    bias_decay: float = 0.0
+    layer_norm: bool = False
+    clip_kernels: str = "separable"
+
+
+PRESETS: dict[str, RGCSettings] = {
     # spec §4.2: all kernels 3×3 and full, 1−σ(·) factors, no biases anywhere, GU init, L2 1e-4
-    "rgc_shallow": dict(
+    "rgc_shallow": RGCSettings(
         cell_depth=None, tau_kernel=3, gate_kernel=3, ff_kernel=3, in_out_kernel=0,
         tau_separable=False, gate_separable=False, ff_separable=False,
         tau_nonlinearity="sigmoid", gate_nonlinearity="sigmoid", input_activation="identity",
@@ -41,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         conv_bias=False, kernel_init="glorot_uniform", weight_decay=1e-4, clip_kernels="all",
     ),
     # spec §4.3 (median_rgcell_cfg) with the release's feedback override (§5): 1×1, full, identity, into U_h
-    "median": dict(
+    "median": RGCSettings(
         cell_depth=64, tau_kernel=7, gate_kernel=7, ff_kernel=2, in_out_kernel=3, feedback_kernel=1,
         tau_separable=True, gate_separable=True, ff_separable=False, in_out_separable=False,
         feedback_separable=False,
@@ -54,160 +110,115 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 # what the median config itself says about feedback, before the release overrode it (spec §5)
-PRESETS["median_search_feedback"] = {
-    **PRESETS["median"], "feedback_kernel": 8, "feedback_separable": True, "feedback_activation": "elu",
-    "feedback_entry": "input",
-}
+PRESETS["median_search_feedback"] = replace(
+    PRESETS["median"], feedback_kernel=8, feedback_separable=True, feedback_activation="elu", feedback_entry="input",
+)
 
 
 class ReciprocalGatedCell(RecurrentCell):
+    """The RGC. Its keyword arguments are the fields of `RGCSettings` (its signature lists them, with defaults)."""
+
     handles_feedback = True
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        spatial_size: tuple[int, int],
-        residual_channels: int = 0,
-        feedback_channels: int = 0,
-        *,
-        preset: str | None = None,
-        cell_depth: int | None = 64,
-        tau_kernel: int = 7,
-        gate_kernel: int = 7,
-        cell_tau_kernel: int | None = None,
-        ff_kernel: int = 2,
-        in_out_kernel: int = 3,
-        feedback_kernel: int = 1,
-        tau_separable: bool = True,
-        gate_separable: bool = True,
-        ff_separable: bool = False,
-        in_out_separable: bool = False,
-        feedback_separable: bool = False,
-        ds_repeat: bool = False,
-        tau_nonlinearity: str = "sigmoid",
-        gate_nonlinearity: str = "tanh",
-        input_activation: str = "elu",
-        feedback_activation: str = "identity",
-        cell_activation: str = "elu",
-        out_activation: str = "elu",
-        tau_offset: float = MEDIAN_TAU,
-        tau_multiplier: float = -MEDIAN_TAU,
-        gate_offset: float = MEDIAN_GATE,
-        gate_multiplier: float = -MEDIAN_GATE,
-        tau_bias: float = 0.0,
-        gate_bias: float = 0.0,
-        input_to_cell: bool = True,
-        input_to_out: bool = True,
-        cell_to_out: bool = False,
-        out_residual: bool = True,
-        cell_residual: bool = False,
-        residual_to_cell_tau: bool = False,
-        residual_to_cell_gate: bool = False,
-        residual_to_out_tau: bool = False,
-        residual_to_out_gate: bool = False,
-        input_to_tau: bool = False,
-        input_to_gate: bool = False,
-        feedback_entry: str = "out",
-        conv_bias: bool = True,
-        kernel_init: str | dict | None = None,
-        weight_decay: float = 2.034e-4,
-        bias_decay: float = 0.0,
-        layer_norm: bool = False,
-        clip_kernels: str = "separable",
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, spatial_size: tuple[int, int], residual_channels: int = 0,
+                 feedback_channels: int = 0, *, preset: str | None = None, **knobs: Any) -> None:
         super().__init__(in_channels, out_channels, spatial_size)
         if preset is not None:
             raise TypeError("resolve presets with build_rgc(...) or the YAML 'preset' key, not the constructor")
-        if cell_activation == "crelu" or out_activation == "crelu":
+        s = self.settings = RGCSettings(**knobs)  # an unknown knob is a TypeError naming it
+        if s.cell_activation == "crelu" or s.out_activation == "crelu":
             raise ValueError("crelu activations are not supported by this RGC implementation")
-        if feedback_entry not in ("input", "cell", "out"):
-            raise ValueError(f"feedback_entry must be 'input', 'cell' or 'out', got {feedback_entry!r}")
-        cell_depth = out_channels if cell_depth is None else cell_depth
-        if gate_kernel == 0:
+        if s.feedback_entry not in ("input", "cell", "out"):
+            raise ValueError(f"feedback_entry must be 'input', 'cell' or 'out', got {s.feedback_entry!r}")
+        cell_depth = out_channels if s.cell_depth is None else s.cell_depth
+        if s.gate_kernel == 0:
             cell_depth = 0  # gate_filter_size = 0 removes the memory (output-only cell)
-        if in_out_kernel == 0 and input_to_out and in_channels != out_channels:
+        if s.in_out_kernel == 0 and s.input_to_out and in_channels != out_channels:
             raise ValueError(f"in_out_kernel=0 passes the input straight to h, so in_channels ({in_channels}) "
                              f"must equal out_channels ({out_channels})")
-        if feedback_entry == "cell" and cell_depth == 0 and feedback_channels:
+        if s.feedback_entry == "cell" and cell_depth == 0 and feedback_channels:
             raise ValueError("feedback_entry='cell' needs a memory (cell_depth > 0 and gate_kernel > 0)")
         self.cell_depth = cell_depth
         self.residual_channels = residual_channels
-        self.feedback_entry = feedback_entry
-        self.tau_offset, self.tau_multiplier = tau_offset, tau_multiplier
-        self.gate_offset, self.gate_multiplier = gate_offset, gate_multiplier
-        self.tau_bias = 0.0 if tau_separable else tau_bias
-        self.gate_bias = 0.0 if gate_separable else gate_bias
-        self.tau_nonlinearity = activation(tau_nonlinearity)
-        self.gate_nonlinearity = activation(gate_nonlinearity)
-        self.input_activation = activation(input_activation)
-        self.cell_activation = activation(cell_activation)
-        self.out_activation = activation(out_activation)
-        cell_tau_kernel = tau_kernel if cell_tau_kernel is None else cell_tau_kernel
-        if clip_kernels not in ("separable", "all", "none"):
-            raise ValueError(f"clip_kernels must be 'separable', 'all' or 'none', got {clip_kernels!r}")
-        repeat = nn.ELU() if ds_repeat else None
+        self.feedback_entry = s.feedback_entry
+        self.tau_offset, self.tau_multiplier = s.tau_offset, s.tau_multiplier
+        self.gate_offset, self.gate_multiplier = s.gate_offset, s.gate_multiplier
+        self.tau_bias = 0.0 if s.tau_separable else s.tau_bias
+        self.gate_bias = 0.0 if s.gate_separable else s.gate_bias
+        self.tau_nonlinearity = activation(s.tau_nonlinearity)
+        self.gate_nonlinearity = activation(s.gate_nonlinearity)
+        self.input_activation = activation(s.input_activation)
+        self.cell_activation = activation(s.cell_activation)
+        self.out_activation = activation(s.out_activation)
+        cell_tau_kernel = s.tau_kernel if s.cell_tau_kernel is None else s.cell_tau_kernel
+        if s.clip_kernels not in ("separable", "all", "none"):
+            raise ValueError(f"clip_kernels must be 'separable', 'all' or 'none', got {s.clip_kernels!r}")
+        repeat = nn.ELU() if s.ds_repeat else None
 
-        def conv(cin: int, cout: int, kernel: int, separable: bool, bias: bool = conv_bias) -> nn.Module:
+        def conv(cin: int, cout: int, kernel: int, separable: bool, bias: bool = s.conv_bias) -> nn.Module:
             # kernels larger than the map are clipped: separable ones in the median cell, all in rgc_shallow
-            clipped = clip_kernels == "all" or (clip_kernels == "separable" and separable and kernel > 1)
+            clipped = s.clip_kernels == "all" or (s.clip_kernels == "separable" and separable and kernel > 1)
             clip = self.spatial_size if clipped else None
             if separable and kernel > 1:
-                return SeparableConv2d(cin, cout, kernel, bias=bias, init=kernel_init, weight_decay=weight_decay,
-                                       bias_decay=bias_decay, clip_to=clip, repeat_activation=repeat)
-            return SameConv2d(cin, cout, kernel, bias=bias, init=kernel_init, weight_decay=weight_decay,
-                              bias_decay=bias_decay, clip_to=clip)
+                return SeparableConv2d(cin, cout, kernel, bias=bias, init=s.kernel_init,
+                                       weight_decay=s.weight_decay, bias_decay=s.bias_decay, clip_to=clip,
+                                       repeat_activation=repeat)
+            return SameConv2d(cin, cout, kernel, bias=bias, init=s.kernel_init, weight_decay=s.weight_decay,
+                              bias_decay=s.bias_decay, clip_to=clip)
 
         C, Cc, Cx = out_channels, cell_depth, residual_channels
         has_cell = Cc > 0
         # memory path
-        self.cell_tau = conv(Cc, Cc, cell_tau_kernel, tau_separable) if has_cell else None
-        self.cell_gate = conv(C, Cc, gate_kernel, gate_separable) if has_cell else None
-        self.input_to_cell = conv(in_channels, Cc, ff_kernel, ff_separable) if has_cell and input_to_cell else None
+        self.cell_tau = conv(Cc, Cc, cell_tau_kernel, s.tau_separable) if has_cell else None
+        self.cell_gate = conv(C, Cc, s.gate_kernel, s.gate_separable) if has_cell else None
+        self.input_to_cell = (conv(in_channels, Cc, s.ff_kernel, s.ff_separable)
+                              if has_cell and s.input_to_cell else None)
         # output path
-        self.out_tau = conv(C, C, tau_kernel, tau_separable)
-        self.out_gate = conv(Cc, C, gate_kernel, gate_separable) if has_cell else None
-        self.input_to_out = (conv(in_channels, C, in_out_kernel, in_out_separable)
-                             if input_to_out and in_out_kernel > 0 else None)
-        self.pass_input_to_out = input_to_out and in_out_kernel == 0
-        self.cell_to_out = (conv(Cc, C, max(in_out_kernel, 1), in_out_separable)
-                            if has_cell and cell_to_out else None)
+        self.out_tau = conv(C, C, s.tau_kernel, s.tau_separable)
+        self.out_gate = conv(Cc, C, s.gate_kernel, s.gate_separable) if has_cell else None
+        self.input_to_out = (conv(in_channels, C, s.in_out_kernel, s.in_out_separable)
+                             if s.input_to_out and s.in_out_kernel > 0 else None)
+        self.pass_input_to_out = s.input_to_out and s.in_out_kernel == 0
+        self.cell_to_out = (conv(Cc, C, max(s.in_out_kernel, 1), s.in_out_separable)
+                            if has_cell and s.cell_to_out else None)
         # optional extra terms (all off in the released cells)
         self.input_terms = nn.ModuleDict()
-        if input_to_tau:
-            self.input_terms["cell_tau"] = conv(in_channels, Cc, tau_kernel, tau_separable) if has_cell else None
-            self.input_terms["out_tau"] = conv(in_channels, C, tau_kernel, tau_separable)
-        if input_to_gate:
-            self.input_terms["cell_gate"] = conv(in_channels, Cc, gate_kernel, gate_separable) if has_cell else None
-            self.input_terms["out_gate"] = conv(in_channels, C, gate_kernel, gate_separable)
+        if s.input_to_tau:
+            self.input_terms["cell_tau"] = conv(in_channels, Cc, s.tau_kernel, s.tau_separable) if has_cell else None
+            self.input_terms["out_tau"] = conv(in_channels, C, s.tau_kernel, s.tau_separable)
+        if s.input_to_gate:
+            self.input_terms["cell_gate"] = (conv(in_channels, Cc, s.gate_kernel, s.gate_separable)
+                                              if has_cell else None)
+            self.input_terms["out_gate"] = conv(in_channels, C, s.gate_kernel, s.gate_separable)
         self.residual_terms = nn.ModuleDict()
-        wanted = {"cell_tau": residual_to_cell_tau and has_cell, "cell_gate": residual_to_cell_gate and has_cell,
-                  "out_tau": residual_to_out_tau, "out_gate": residual_to_out_gate}
+        wanted = {"cell_tau": s.residual_to_cell_tau and has_cell,
+                  "cell_gate": s.residual_to_cell_gate and has_cell,
+                  "out_tau": s.residual_to_out_tau, "out_gate": s.residual_to_out_gate}
         for term, on in wanted.items():
             if on:
                 if not Cx:
                     raise ValueError(f"residual_to_{term} needs the node's raw input (residual_channels > 0)")
                 target = Cc if term.startswith("cell") else C
-                kernel, separable = (tau_kernel, tau_separable) if term.endswith("tau") else (gate_kernel,
-                                                                                              gate_separable)
+                kernel, separable = ((s.tau_kernel, s.tau_separable) if term.endswith("tau")
+                                     else (s.gate_kernel, s.gate_separable))
                 self.residual_terms[term] = conv(Cx, target, kernel, separable)
         self.input_terms = nn.ModuleDict({k: v for k, v in self.input_terms.items() if v is not None})
         # bypass S(x): identity when depths match, else a 1×1 projection with no bias, GU init and no L2 (spec §4.3)
-        self.out_residual = out_residual and Cx > 0
+        self.out_residual = s.out_residual and Cx > 0
         self.residual_projection = (SameConv2d(Cx, C, 1, bias=False, init="glorot_uniform")
                                     if self.out_residual and Cx != C else None)
         self.cell_residual = (SameConv2d(Cx, Cc, 1, bias=False, init="glorot_uniform")
-                              if cell_residual and has_cell and Cx else None)
+                              if s.cell_residual and has_cell and Cx else None)
         # long-range feedback into input, memory or output
         self.feedback = None
         if feedback_channels:
-            target = {"input": in_channels, "cell": Cc, "out": C}[feedback_entry]
+            target = {"input": in_channels, "cell": Cc, "out": C}[s.feedback_entry]
             self.feedback = nn.Sequential(
-                conv(feedback_channels, target, feedback_kernel, feedback_separable, bias=True),
-                activation(feedback_activation),
+                conv(feedback_channels, target, s.feedback_kernel, s.feedback_separable, bias=True),
+                activation(s.feedback_activation),
             )
-        self.cell_norm = make_layer_norm(Cc) if layer_norm and has_cell else None
-        self.out_norm = make_layer_norm(C) if layer_norm else None
+        self.cell_norm = make_layer_norm(Cc) if s.layer_norm and has_cell else None
+        self.out_norm = make_layer_norm(C) if s.layer_norm else None
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         shapes = [(self.out_channels, *self.spatial_size)]
@@ -273,14 +284,29 @@ class ReciprocalGatedCell(RecurrentCell):
         return h_new, ((c_new, h_new) if c_new is not None else (h_new,))
 
 
+# The constructor takes RGCSettings' fields as keyword arguments; say so in its signature, so that introspection
+# (`convrnn.cells.cell_options`, the search space's type checks) sees every knob and its default.
+ReciprocalGatedCell.__init__.__signature__ = inspect.signature(ReciprocalGatedCell.__init__).replace(  # type: ignore[attr-defined]
+    parameters=[
+        *[p for p in inspect.signature(ReciprocalGatedCell.__init__).parameters.values() if p.kind != p.VAR_KEYWORD],
+        *[inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+          for f in fields(RGCSettings)],
+    ]
+)
+
+
+def rgc_settings(preset: str | None = None, **knobs: Any) -> RGCSettings:
+    """The settings of a named preset (or the defaults) with `knobs` replaced; names the unknown preset."""
+    if preset is None:
+        return RGCSettings(**knobs)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown RGC preset {preset!r}; known: {sorted(PRESETS)}")
+    return replace(PRESETS[preset], **knobs)
+
+
 def build_rgc(in_channels: int, out_channels: int, spatial_size: tuple[int, int], residual_channels: int = 0,
               feedback_channels: int = 0, preset: str | None = None, **knobs: Any) -> ReciprocalGatedCell:
     """An RGC from a named preset plus overrides (what the YAML `cell: {type: rgc, preset: ...}` calls)."""
-    settings: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown RGC preset {preset!r}; known: {sorted(PRESETS)}")
-        settings.update(PRESETS[preset])
-    settings.update(knobs)
+    settings = rgc_settings(preset, **knobs)
     return ReciprocalGatedCell(in_channels, out_channels, spatial_size, residual_channels, feedback_channels,
-                               **settings)
+                               **{f.name: getattr(settings, f.name) for f in fields(settings)})

@@ -22,6 +22,7 @@ from torch import nn
 
 from convrnn.decoders import decode as decode_logits
 from convrnn.graph.node import Node
+from convrnn.graph.schema import GraphSpec
 from convrnn.presentation import movie_schedule, static_schedule
 
 INF = 10**9
@@ -40,24 +41,25 @@ class ConvRNN(nn.Module):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        self.config = config
-        self.name = config.get("name", "convrnn")
-        self.input_size = int(config["input_size"])
-        self.in_channels = int(config["in_channels"])
-        self.num_classes = int(config["num_classes"])
-        self.times = int(config["times"])
-        self.image_off = config.get("image_off")
-        self.blank = float(config["blank"])
-        self.decoder = config["decoder"]
-        self.decoder_window_start = int(config["decoder_window_start"])
-        self.unroll = config["unroll"]
+        self.config = config  # plain types: what a checkpoint stores
+        spec = GraphSpec.from_config(config)
+        self.name = spec.name or "convrnn"
+        self.input_size = int(spec.input_size)
+        self.in_channels = int(spec.in_channels)
+        self.num_classes = int(spec.num_classes)
+        self.times = int(spec.times)
+        self.image_off = spec.image_off
+        self.blank = float(spec.blank)
+        self.decoder = spec.decoder
+        self.decoder_window_start = int(spec.decoder_window_start)
+        self.unroll = spec.unroll
 
-        node_cfgs = config["nodes"]
+        node_cfgs = spec.nodes
         self.layer_names = list(node_cfgs)
-        self.ff_input = {name: cfg["input"] for name, cfg in node_cfgs.items()}
+        self.ff_input = {name: cfg.input for name, cfg in node_cfgs.items()}
         self.feedback_sources: dict[str, list[str]] = {name: [] for name in node_cfgs}
-        for edge in config["feedback"]:
-            self.feedback_sources[edge["target"]].append(edge["source"])
+        for edge in spec.feedback:
+            self.feedback_sources[edge.target].append(edge.source)
         for sources in self.feedback_sources.values():
             sources.sort()  # TF orders a harbor's inputs by name (matters only for weight import)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 
 from convrnn.cells import CELLS, build_cell
 from convrnn.cells.base import State, activation
+from convrnn.graph.schema import ConvSpec, FCSpec, NodeSpec
 from convrnn.graph.spec import InputTooSmallError
 from convrnn.layers import SameConv2d, SameMaxPool2d, init_tensor
 from convrnn.layers.conv import WeightDecayMixin
@@ -22,23 +24,22 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
     return math.ceil(size / stride)
 
 
-def _conv_from_config(in_channels: int, cfg: dict[str, Any]) -> tuple[SameConv2d, nn.Module]:
+def _conv_from_spec(in_channels: int, spec: ConvSpec) -> tuple[SameConv2d, nn.Module]:
     conv = SameConv2d(
-        in_channels, int(cfg["channels"]), int(cfg.get("kernel", 3)), stride=int(cfg.get("stride", 1)),
-        padding=cfg.get("padding", "same"), bias=cfg.get("bias", True), init=cfg.get("init"),
-        bias_init=float(cfg.get("bias_init", 0.0)), weight_decay=float(cfg.get("weight_decay", 0.0)),
+        in_channels, int(spec.channels), int(spec.kernel), stride=int(spec.stride), padding=spec.padding,
+        bias=spec.bias, init=spec.init, bias_init=float(spec.bias_init), weight_decay=float(spec.weight_decay),
     )
-    return conv, activation(cfg.get("activation"))
+    return conv, activation(spec.activation)
 
 
 class Linear(WeightDecayMixin, nn.Linear):
     """nn.Linear with TF initialisers and the release's per-tensor weight decay."""
 
-    def __init__(self, in_features: int, out_features: int, cfg: dict[str, Any]) -> None:
+    def __init__(self, in_features: int, out_features: int, spec: FCSpec) -> None:
         super().__init__(in_features, out_features)
-        init_tensor(self.weight, cfg.get("init"))
-        nn.init.constant_(self.bias, float(cfg.get("bias_init", 0.0)))
-        self.set_weight_decay(weight=float(cfg.get("weight_decay", 0.0)), bias=float(cfg.get("weight_decay", 0.0)))
+        init_tensor(self.weight, spec.init)
+        nn.init.constant_(self.bias, float(spec.bias_init))
+        self.set_weight_decay(weight=float(spec.weight_decay), bias=float(spec.weight_decay))
 
 
 class Node(nn.Module):
@@ -49,9 +50,10 @@ class Node(nn.Module):
     concatenated; cells that take feedback themselves get it, otherwise a 1×1 conv adds it to the cell input.
     """
 
-    def __init__(self, name: str, cfg: dict[str, Any], in_channels: int, in_size: tuple[int, int],
+    def __init__(self, name: str, cfg: NodeSpec | Mapping[str, Any], in_channels: int, in_size: tuple[int, int],
                  feedback_channels: int = 0) -> None:
         super().__init__()
+        spec = cfg if isinstance(cfg, NodeSpec) else NodeSpec.from_config(cfg)
         self.name = name
         self.in_channels = in_channels
         self.in_size = tuple(in_size)
@@ -60,18 +62,18 @@ class Node(nn.Module):
         where = f"node {name!r}"
 
         self.pre = self.pre_activation = None
-        if cfg.get("pre") is not None:
-            self.pre, self.pre_activation = _conv_from_config(channels, cfg["pre"])
+        if spec.pre is not None:
+            self.pre, self.pre_activation = _conv_from_spec(channels, spec.pre)
             size = tuple(conv_output_size(s, k, self.pre.stride, self.pre.padding)
                          for s, k in zip(size, self.pre.kernel_size, strict=True))
-            channels = int(cfg["pre"]["channels"])
+            channels = int(spec.pre.channels)
         self._check_size(size, where)
         self.cell_size = size
 
         self.cell = None
         self.feedback_projection = None
-        if cfg.get("cell") is not None:
-            options = dict(cfg["cell"])
+        if spec.cell is not None:
+            options = dict(spec.cell)
             kind = options.pop("type")
             out_channels = int(options.pop("out_channels", channels))
             self.cell = build_cell(kind, channels, out_channels, size, residual_channels=in_channels,
@@ -82,32 +84,32 @@ class Node(nn.Module):
             target = self.pre.weight.shape[0] if self.pre is not None else in_channels
             self.feedback_projection = SameConv2d(feedback_channels, target, 1)
 
-        post = cfg.get("post") or {}
+        post = spec.post
         self.post_conv = self.post_conv_activation = None
-        if post.get("conv") is not None:
-            self.post_conv, _ = _conv_from_config(channels, post["conv"])
-            if post["conv"].get("activation") not in (None, "identity", "linear"):
+        if post.conv is not None:
+            self.post_conv, _ = _conv_from_spec(channels, post.conv)
+            if post.conv.activation not in (None, "identity", "linear"):
                 raise ValueError(f"{where}: post.conv is linear; use post.activation (after the residual)")
-            channels = int(post["conv"]["channels"])
+            channels = int(post.conv.channels)
         self.skip = None
-        self.residual = bool(post.get("residual", False))
+        self.residual = bool(post.residual)
         if self.residual:
             # S(x): identity when shapes match, else 1×1 without bias, GU init, no weight decay (spec §3.2)
             self.skip = nn.Identity() if in_channels == channels else SameConv2d(in_channels, channels, 1,
                                                                                  bias=False)
-        self.post_activation = activation(post.get("activation"))
-        self.pool = SameMaxPool2d(int(post["pool"]), int(post["pool"])) if post.get("pool") else None
+        self.post_activation = activation(post.activation)
+        self.pool = SameMaxPool2d(int(post.pool), int(post.pool)) if post.pool else None
         if self.pool is not None:
             size = tuple(math.ceil(s / self.pool.stride) for s in size)
-        self.global_pool = bool(post.get("global_pool", False))
+        self.global_pool = bool(post.global_pool)
         if self.global_pool:
             size = (1, 1)
         self.fc = None
-        if post.get("fc") is not None:
+        if post.fc is not None:
             if not self.global_pool:
                 raise ValueError(f"{where}: post.fc needs post.global_pool: true")
-            self.fc = Linear(channels, int(post["fc"]["channels"]), post["fc"])
-            channels = int(post["fc"]["channels"])
+            self.fc = Linear(channels, int(post.fc.channels), post.fc)
+            channels = int(post.fc.channels)
         self.out_channels = channels
         self.out_size = tuple(size)
 

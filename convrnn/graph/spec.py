@@ -12,16 +12,29 @@ from typing import Any
 
 import yaml
 
+from convrnn.cells.rgc import PRESETS as RGC_PRESETS
+from convrnn.cells.rgc import RGCSettings
 from convrnn.errors import UserError
+from convrnn.graph.schema import (
+    ConvSpec,
+    DefaultsSpec,
+    EdgeSpec,
+    FCSpec,
+    GraphSpec,
+    NodeSpec,
+    PostSpec,
+    field_defaults,
+    field_names,
+)
 
-TOP_KEYS = {"name", "extends", "description", "input_size", "in_channels", "num_classes", "times", "image_off",
-            "presentation", "blank", "decoder", "decoder_window_start", "unroll", "width_multiplier",
-            "defaults", "nodes", "feedback"}
-NODE_KEYS = {"input", "pre", "cell", "post"}
-CONV_KEYS = {"channels", "kernel", "stride", "padding", "activation", "bias", "init", "bias_init", "weight_decay"}
-POST_KEYS = {"conv", "residual", "activation", "pool", "global_pool", "fc"}
-FC_KEYS = {"channels", "init", "bias_init", "weight_decay"}
-DEFAULT_KEYS = {"conv", "cell"}
+# the keys of each section are the fields of its type (convrnn.graph.schema)
+TOP_KEYS = field_names(GraphSpec) | {"extends", "defaults"}
+NODE_KEYS = field_names(NodeSpec)
+CONV_KEYS = field_names(ConvSpec)
+POST_KEYS = field_names(PostSpec)
+FC_KEYS = field_names(FCSpec)
+DEFAULT_KEYS = field_names(DefaultsSpec)
+EDGE_KEYS = field_names(EdgeSpec)
 OVERRIDES = {"input_size", "in_channels", "num_classes", "times", "image_off", "presentation", "blank", "decoder",
              "decoder_window_start", "unroll", "width_multiplier"}
 PRESENTATIONS = ("default", "constant", "neural")
@@ -83,17 +96,6 @@ def _scale(channels: Any, width: float) -> Any:
     return channels
 
 
-def _rgc_memory_depth(preset: str | None) -> int | None:
-    """The RGC memory depth a cell config gets when it does not set one (preset value, else the class default)."""
-    import inspect
-
-    from convrnn.cells.rgc import PRESETS, ReciprocalGatedCell
-
-    if preset in PRESETS and "cell_depth" in PRESETS[preset]:
-        return PRESETS[preset]["cell_depth"]
-    return inspect.signature(ReciprocalGatedCell.__init__).parameters["cell_depth"].default
-
-
 def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     """Validate a loaded graph, apply overrides and defaults, and return the resolved config."""
     source = raw.get("_source", "<dict>")
@@ -103,14 +105,8 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     cfg = {k: v for k, v in raw.items() if k != "_source"}
     _check_keys(cfg, TOP_KEYS, "the top level", source)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
-    cfg.setdefault("in_channels", 3)
-    cfg.setdefault("num_classes", 1000)
-    cfg.setdefault("blank", 0.5)
-    cfg.setdefault("decoder", "last")
-    cfg.setdefault("unroll", "biological")
-    cfg.setdefault("presentation", "default")
-    cfg.setdefault("width_multiplier", 1.0)
-    cfg.setdefault("feedback", [])
+    for key, default in field_defaults(GraphSpec).items():
+        cfg.setdefault(key, default)
     for key in ("input_size", "times", "nodes"):
         if key not in cfg:
             raise ConfigError(f"{source}: missing required key {key!r}")
@@ -169,7 +165,8 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         if node.get("cell") is not None and width != 1.0:
             if node["cell"].get("type") == "rgc" and "cell_depth" not in node["cell"]:
                 # the memory depth usually comes from the preset (median: 64); scale it like every other depth
-                node["cell"]["cell_depth"] = _rgc_memory_depth(node["cell"].get("preset"))
+                preset = node["cell"].get("preset")
+                node["cell"]["cell_depth"] = (RGC_PRESETS.get(preset) or RGCSettings()).cell_depth
             for key in ("out_channels", "cell_depth"):
                 if key in node["cell"]:
                     node["cell"][key] = _scale(node["cell"][key], width)
@@ -183,7 +180,7 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         node["input"] = ff
     edges = []
     for k, edge in enumerate(cfg["feedback"]):
-        _check_keys(edge, {"source", "target"}, f"feedback[{k}]", source)
+        _check_keys(edge, EDGE_KEYS, f"feedback[{k}]", source)
         for end in ("source", "target"):
             if edge.get(end) not in resolved_nodes:
                 raise ConfigError(f"{source}: feedback[{k}].{end} {edge.get(end)!r} is not a node; "
