@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/data.py --n 500 --repeats 5
 	$(PY) benchmarks/train_step.py --steps 60
 	$(PY) benchmarks/neural_fit.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/search.py all
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -16,17 +16,7 @@ from .assembly import (
     save_assembly,
     trial_array,
 )
-from .mapping import (
-    BRAINSCORE_RIDGE_ALPHAS,
-    NAYEBI_RIDGE_ALPHAS,
-    PLSRegression,
-    Ridge,
-    RidgeCV,
-    center_gram,
-    gram,
-    pls_kernel,
-    pls_primal,
-)
+from .gram import center_gram, gram
 from .metrics import (
     CEILING_MISSING,
     CONVENTIONS,
@@ -39,6 +29,8 @@ from .metrics import (
     spearman_brown,
     split_half_ceiling,
 )
+from .pls import ConstantFeaturesWarning, PLSRegression, pls_kernel, pls_primal
+from .ridge import BRAINSCORE_RIDGE_ALPHAS, NAYEBI_RIDGE_ALPHAS, Ridge, RidgeCV
 from .scoring import (
     DEFAULT_MIN_CEILING,
     NAYEBI_AREAS,
@@ -72,6 +64,7 @@ __all__ = [
     "SELECTION_RANDOM_STATE",
     "ArrayFeatures",
     "CeilingResult",
+    "ConstantFeaturesWarning",
     "FeatureSource",
     "MemmapFeatures",
     "NayebiResult",

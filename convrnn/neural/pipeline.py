@@ -64,9 +64,10 @@ from convrnn.neural.assembly import (
 )
 from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED, LoadedModel, load_model
 from convrnn.neural.features import extract_features, fit_pca, torch_threads
-from convrnn.neural.mapping import PLSRegression, RidgeCV
 from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS, nayebi_consistency
 from convrnn.neural.plots import plot_over_time
+from convrnn.neural.pls import ConstantFeaturesWarning, PLSRegression
+from convrnn.neural.ridge import RidgeCV
 from convrnn.neural.scoring import (
     DEFAULT_MIN_CEILING,
     NAYEBI_AREAS,
@@ -91,8 +92,6 @@ __all__ = ["FitConfig", "FitResult", "resolve_areas", "run", "smallest_input_siz
 
 logger = logging.getLogger(__name__)
 
-#: the PLS warning for features that are constant across stimuli (expected: feedforward layers after image offset)
-_CONSTANT_FEATURES = "the X residual vanished"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: ``data`` files read by the plain route (:func:`convrnn.neural.load_plain`) rather than as brainio assemblies
 PLAIN_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
@@ -485,7 +484,7 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
                                gram_dtype="float32" if config.device == "cpu" else None)
         constant = 0
         for w in caught:
-            if _CONSTANT_FEATURES in str(w.message):
+            if issubclass(w.category, ConstantFeaturesWarning):
                 constant += 1
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

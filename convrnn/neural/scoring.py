@@ -42,21 +42,12 @@ import torch
 import xarray as xr
 
 from .assembly import TrialData, check_trials, trial_array
-from .mapping import (
-    NAYEBI_RIDGE_ALPHAS,
-    PLSRegression,
-    RidgeCV,
-    SplitGram,
-    _resolve,
-    _to_tensor,
-    center_gram,
-    gram,
-    pls_kernel,
-    pls_primal,
-    ridge_cv_kernel,
-)
+from .gram import SplitGram, center_gram, gram
 from .metrics import CEILING_MISSING, CONVENTIONS, noise_correct, pearson_r, split_half_ceiling
+from .pls import PLSRegression, pls_kernel, pls_primal
+from .ridge import NAYEBI_RIDGE_ALPHAS, RidgeCV, ridge_cv_kernel
 from .splits import Split, make_splits, selection_splits
+from .tensors import resolve_device, to_tensor
 
 __all__ = [
     "DEFAULT_MIN_CEILING",
@@ -397,7 +388,7 @@ class _Fitter:
             K = gram(X, center=True, device=self.device, dtype=self.gram_dtype, out_dtype=self.dtype)
             per_split = 3 * max(len(s.train) for s in splits) ** 2 * itemsize
         else:
-            Xt = _to_tensor(X, self.device, self.dtype)
+            Xt = to_tensor(X, self.device, self.dtype)
             per_split = 2 * Xt.numel() * itemsize
         for batch in _batches(splits, self._batch_size(per_split)):
             tests = [splits[i].test for i in batch]
@@ -539,7 +530,7 @@ def score_model(
         raise ValueError(f"unknown convention {convention!r}; choose from {sorted(CONVENTIONS)}")
     if weights not in ("per_bin", "shared"):
         raise ValueError(f"weights must be 'per_bin' or 'shared', got {weights!r}")
-    dev, dt = _resolve(device, dtype)
+    dev, dt = resolve_device(device, dtype)
     gdt = getattr(torch, gram_dtype) if isinstance(gram_dtype, str) else (gram_dtype or dt)
     if ceiling_missing is None:
         ceiling_missing = "drop_neuroid" if split_scheme == "brainscore" else "drop_stimulus"

@@ -11,7 +11,8 @@ from sklearn.linear_model import RidgeCV as SkRidgeCV
 from sklearn.model_selection import KFold
 
 from convrnn.neural import NAYEBI_RIDGE_ALPHAS, PLSRegression, Ridge, RidgeCV, gram, pls_kernel
-from convrnn.neural.mapping import SplitGram, center_gram, kfold_indices
+from convrnn.neural.gram import SplitGram, center_gram
+from convrnn.neural.ridge import kfold_indices
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
