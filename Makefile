@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean brainscore-env test-brainscore
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,28 @@ bench: $(STAMP)
 	$(PY) benchmarks/neural_fit.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/search.py all
 
+## Brain-Score vision in its own environment (.venv-brainscore): it pins numpy<2 and xarray<2022.6, which the main
+## environment cannot have. Our package is installed without its dependencies (the few it imports are listed).
+BS_VENV := .venv-brainscore
+BS_PY := $(BS_VENV)/bin/python
+BS_STAMP := $(BS_VENV)/.installed
+
+$(BS_STAMP): setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(BS_VENV)
+	$(BS_PY) -m pip install -q --upgrade pip
+	$(BS_PY) -m pip install -q -c constraints.txt "brainscore-vision==2.4.2" "xarray<2022.6" h5netcdf matplotlib \
+		rich pyyaml "pytest>=8" pytest-timeout
+	$(BS_PY) -m pip install -q --no-deps -e .
+	touch $(BS_STAMP)
+
+brainscore-env: $(BS_STAMP)
+
+## The Brain-Score tests (tests/brainscore) in .venv-brainscore; they use the main .venv for fit_neural.py's scores.
+test-brainscore: $(STAMP) $(BS_STAMP)
+	WANDB_MODE=disabled BS_INSTALL_DEPENDENCIES=no $(BS_PY) -m pytest -q -p no:cacheprovider tests/brainscore
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(BS_VENV) .pytest_cache build *.egg-info
