@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
+
+import yaml
 
 from convrnn.errors import UserError
 
@@ -34,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run trials (a worker; start several to share the study)")
     common(run)
+    run.add_argument("--launcher", help="prefix of each trial's command, replacing trial.launcher (e.g. "
+                                         "\"torchrun --standalone --nproc_per_node 4 --no-python\"; '' for none)")
+    run.add_argument("--trial-set", nargs="+", default=[], metavar="KEY=VALUE",
+                     help="set train.py config values of every trial (dotted keys, YAML values), e.g. "
+                          "data.train_shards=/data/wds trainer.devices=4; they win over trial.config")
     run.add_argument("--n-trials", type=int, help="the study's total number of trials (default: n_trials of the "
                                                   "config; none: until stopped)")
     status = sub.add_parser("status", help="trials by state, best values, running trials, Pareto front")
@@ -60,7 +68,20 @@ def _load(args: argparse.Namespace):  # noqa: ANN202  (SearchConfig, url)
     from convrnn.search.config import load_config
     from convrnn.search.storage import resolve_url
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, check_build=args.command == "run")
+    if getattr(args, "launcher", None) is not None:
+        cfg.launcher = shlex.split(args.launcher)
+    for item in getattr(args, "trial_set", None) or []:
+        key, sep, value = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise UserError(f"--trial-set {item!r}: expected KEY=VALUE with a dotted key (data.batch_size=64)")
+        node = cfg.trial_config
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--trial-set {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
     if args.study:
         if "/" in args.study:
             raise UserError(f"--study {args.study!r}: a study name cannot contain '/'")

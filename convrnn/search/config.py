@@ -26,7 +26,7 @@ TOP_KEYS = {"study", "objectives", "sampler", "pruner", "model", "space", "trial
 STUDY_KEYS = {"name", "root", "storage", "heartbeat_interval", "grace_period", "retry_failed", "max_failed_trials"}
 MODEL_KEYS = {"base", "overrides"}
 TRIAL_KEYS = {"base_config", "launcher", "command", "max_steps", "val_every_n_steps", "monitor", "config", "wandb",
-              "timeout_s", "keep_checkpoints"}
+              "timeout_s"}
 NEURAL_KEYS = {"data", "synthetic", "synthetic_dir", "fit"}
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -60,7 +60,6 @@ class SearchConfig:
     trial_config: dict[str, Any]
     wandb: str
     timeout_s: float | None
-    keep_checkpoints: bool
     neural: dict[str, Any] = field(default_factory=dict)
     n_trials: int | None = None
 
@@ -127,8 +126,12 @@ def _resolve_path(value: str, config_path: Path | None) -> Path:
     return beside if beside.exists() else path
 
 
-def load_config(path: str | Path | None = None, data: Mapping[str, Any] | None = None) -> SearchConfig:
-    """Read and validate a search config (a file, or ``data`` already read); raises ``UserConfigError``."""
+def load_config(path: str | Path | None = None, data: Mapping[str, Any] | None = None,
+                check_build: bool = True) -> SearchConfig:
+    """Read and validate a search config (a file, or ``data`` already read); raises ``UserConfigError``.
+
+    ``check_build``: also build (and dry-run) one model per cell branch at the search's sizes (what a worker
+    does before its first trial; status/export/report skip it)."""
     config_path = Path(path) if path is not None else None
     raw = copy.deepcopy(dict(data)) if data is not None else read_yaml(config_path)  # type: ignore[arg-type]
     _check(raw, TOP_KEYS, "")
@@ -232,8 +235,9 @@ def load_config(path: str | Path | None = None, data: Mapping[str, Any] | None =
         val_every_n_steps=val_every, monitor=str(trial.get("monitor", "val/top1")),
         trial_config=_mapping(trial.get("config"), "trial.config"), wandb=wandb,
         timeout_s=float(timeout) if timeout is not None else None,
-        keep_checkpoints=bool(trial.get("keep_checkpoints", True)), neural=neural, n_trials=n_trials)
-    check_buildable(cfg)
+        neural=neural, n_trials=n_trials)
+    if check_build:
+        check_buildable(cfg)
     return cfg
 
 
@@ -247,7 +251,7 @@ def check_buildable(cfg: SearchConfig) -> None:
         try:
             model = ConvRNN(resolve_graph(dict(graph, _source="<search space>"), **_model_overrides(cfg)))
             _dry_run(model)
-        except (ValueError, TypeError, RuntimeError) as exn:
+        except Exception as exn:  # noqa: BLE001  (any build error of the user's space is reported, by key)
             branch = f"space.cell.{point.cell_type}" if point.cell_type else "model.base"
             raise UserConfigError(branch, f"the model does not build: {exn}") from None
 

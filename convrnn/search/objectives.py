@@ -5,7 +5,8 @@
   meta device: no memory, no compute), counting each multiply-add as 2.
 - ``neural``: the trained checkpoint scored by the ``fit_neural`` pipeline (``convrnn.neural.pipeline``) on the
   configured data (the synthetic V4/IT recordings by default): the median over areas of the noise-corrected
-  score of each area's best layer (time-averaged). Its wall time is stored on the trial (``neural_seconds``).
+  score of each area's best layer, averaged over the time bins whose ceiling reaches ``min_ceiling``. Its wall
+  time is stored on the trial (``neural_seconds``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import torch
 
 from convrnn.errors import UserConfigError
 
+#: the best-layer column holding each area's noise-corrected score averaged over its reliable bins (the bins
+#: whose ceiling reaches min_ceiling); older pipelines called it "score"
+SCORE_COLUMNS = ("mean_score_ceiled_bins", "score")
 NEURAL_FIT_EXCLUDED = {"out", "model", "weights", "data", "synthetic", "synthetic_dir", "progress"}
 
 
@@ -116,7 +120,11 @@ def neural_score(checkpoint: Path, out: Path, spec: Mapping[str, Any], shared_di
         contextlib.nullcontext()
     with lock:
         result = run(config)
-    scores = [float(s) for s in result.best_layers["score"] if math.isfinite(float(s))]
+    table = result.best_layers
+    column = next((c for c in SCORE_COLUMNS if c in table.columns), None)
+    if column is None:
+        raise RuntimeError(f"the neural fit's best-layer table has none of {SCORE_COLUMNS}: {list(table.columns)}")
+    scores = [float(s) for s in table[column] if math.isfinite(float(s))]
     if not scores:
         raise RuntimeError("the neural fit produced no finite score for any area")
     return float(statistics.median(scores)), time.perf_counter() - start

@@ -16,7 +16,6 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -24,6 +23,7 @@ import optuna
 from lightning.pytorch.callbacks import Callback
 
 from convrnn.errors import UserConfigError
+from convrnn.io import atomic_write_text
 
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
            "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner",
@@ -59,15 +59,8 @@ def build_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON via a temp file beside the target + ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Readers (the worker) never see half a file: temp file beside the target, then rename."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 class OptunaPruningCallback(Callback):
@@ -130,8 +123,9 @@ class OptunaPruningCallback(Callback):
             value = float(metric)
             step = int(trainer.global_step)
             self._values[step] = value
-            if math.isfinite(value):
-                trial = self._open_trial()
+            trial = self._open_trial()
+            # Optuna keeps intermediate values (and prunes) only in single-objective studies
+            if math.isfinite(value) and len(trial.study.directions) == 1:
                 trial.report(value, step)
                 prune = bool(trial.should_prune())
         prune = bool(trainer.strategy.broadcast(prune, src=0))  # every rank stops at the same step

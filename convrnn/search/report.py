@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
 import warnings
 from pathlib import Path
@@ -29,30 +28,22 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from convrnn.io import atomic_open, atomic_write_text
 from convrnn.search.config import SearchConfig
 from convrnn.search.status import ranked
 
 log = logging.getLogger("convrnn.search")
 
 
-def _atomic(path: Path, write: Any) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def _savefig(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     try:
-        return _atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
+        with atomic_open(path, "wb") as handle:
+            fig.savefig(handle, format=path.suffix[1:], dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
+    return path
 
 
 def _value(t: FrozenTrial) -> float | None:
@@ -214,12 +205,11 @@ def write_report(cfg: SearchConfig, url: str, out: Path, window: int = 50) -> li
                     for k, v in t.user_attrs.items()})
         rows.append(row)
     table = pd.DataFrame(rows)
-    paths.append(_atomic(out / "trials.csv", lambda tmp: table.to_csv(tmp, index=False)))
+    paths.append(atomic_write_text(out / "trials.csv", table.to_csv(index=False)))
 
     best = ranked(study, objectives)[:10]
     summary["best"] = [{"number": t.number, "values": t.values, "params": t.params} for t in best]
-    paths.append(_atomic(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2,
-                                                                                     default=str))))
+    paths.append(atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str)))
     paths.extend(_html(study, out, len(complete)))
     return paths
 
@@ -243,5 +233,5 @@ def _html(study: optuna.Study, out: Path, n_complete: int) -> list[Path]:
         except Exception as exn:  # plotly/optuna version quirks must not cost the PNG report
             log.warning("no %s: %s", name, exn)
             continue
-        paths.append(_atomic(out / name, lambda tmp, fig=fig: fig.write_html(str(tmp))))
+        paths.append(atomic_write_text(out / name, fig.to_html()))
     return paths

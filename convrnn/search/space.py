@@ -432,20 +432,28 @@ class SearchSpace:
         return graph
 
     def default_points(self) -> list[Point]:
-        """One representative point per cell branch (low end / first choice): built at config load, so a space
-        whose cells cannot be built at all fails before the first trial."""
-        def first(knob: Knob) -> Any:
-            return knob.choices[0] if knob.kind == "choice" else knob.low
-
+        """One representative point per cell branch, built at config load so that a space whose cells cannot be
+        built at all fails before the first trial. Each knob takes the cell's own default (the preset's value,
+        else the class default) where the space allows it, else its first choice / low end; every candidate
+        edge is in (up to max_edges)."""
         kinds = list(self.branches) or [None]
         points = []
         for kind in kinds:
-            def get(knob: Knob, kind: str | None = kind) -> Any:
+            preset = None
+            if kind is not None and "preset" in self.branches[kind]:
+                preset = self.branches[kind]["preset"].value
+
+            def get(knob: Knob, kind: str | None = kind, preset: str | None = preset) -> Any:
                 if knob.name == "cell.type":
                     return kind
                 if knob.name.startswith("edge."):
                     return 1.0
-                return first(knob)
+                default = _cell_default(kind, preset, knob.name.split(".", 1)[1]) if kind else _MISSING
+                if knob.kind == "choice":
+                    return default if default in knob.choices else knob.choices[0]
+                ok = isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                    knob.low <= default <= knob.high
+                return default if ok else knob.low
             points.append(self._resolve(get))
         return points
 
@@ -502,6 +510,22 @@ class SearchSpace:
             point.edge_values = {edge_name(s, t): votes[(s, t)] / n for s, t in self.edge_candidates}
             chosen["edges"] = [list(e) for e in point.edges]
         return point, chosen
+
+
+_MISSING = object()
+
+
+def _cell_default(kind: str, preset: str | None, option: str) -> Any:
+    """The value a cell option has when the YAML does not set it: the preset's, else the class default."""
+    if preset is not None and kind == "rgc":
+        settings = RGC_PRESETS.get(preset)
+        if isinstance(settings, Mapping):
+            if option in settings:
+                return settings[option]
+        elif settings is not None and hasattr(settings, option):
+            return getattr(settings, option)
+    param = inspect.signature(CELLS[kind].__init__).parameters.get(option)
+    return param.default if param is not None and param.default is not param.empty else _MISSING
 
 
 def load_base_graph(base: str, key: str = "model.base") -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 A trial folder (``<run folder>/trials/<number>/``) holds ``model.yaml`` (the sampled graph, self-contained),
 ``train.yaml`` (the LightningCLI config: ``trial.base_config`` + the sampled hyperparameters + the pruning
-callback), ``train.log`` (the run's stdout and stderr, kept), ``result.json`` (written by the callback) and
-``train/`` (the run folder: checkpoints, metrics). The training runs in a subprocess
-(``trial.launcher`` + ``trial.command`` + ``fit --config train.yaml``), so it can be a torchrun or srun DDP
-job; the worker itself is never distributed and no rank samples its own parameters. The storage URL goes to the
-subprocess in the environment, never in argv or a file.
+callback), ``train.log`` (the run's stdout and stderr, kept), ``result.json`` (written by the callback), and
+what train.py writes into its run folder, which is the trial folder (``checkpoints/``, ``csv/``, ``tb/``).
+The training runs in a subprocess (``trial.launcher`` + ``trial.command`` + ``fit --config train.yaml``), so
+it can be a torchrun or srun DDP job; the worker itself is never distributed and no rank samples its own
+parameters. The storage URL goes to the subprocess in the environment, never in argv or a file.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from convrnn.graph.spec import deep_merge
+from convrnn.io import atomic_write_text
 from convrnn.search.config import SearchConfig, model_overrides
 from convrnn.search.space import TRAINING_KEYS, Point
 from convrnn.search.storage import STORAGE_ENV, mask_url
@@ -55,20 +56,10 @@ def trial_dir(cfg: SearchConfig, number: int) -> Path:
     return cfg.run_dir / "trials" / f"{number:05d}"
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_model_yaml(path: Path, graph: dict[str, Any], header: str = "") -> Path:
     text = (header if header.endswith("\n") or not header else header + "\n") + yaml.safe_dump(graph,
                                                                                                 sort_keys=False)
-    _atomic_text(path, text)
+    atomic_write_text(path, text)
     return path
 
 
@@ -91,8 +82,11 @@ def train_config(cfg: SearchConfig, point: Point, folder: Path, model_yaml: Path
                                                                                      .resolve()),
         "monitor": cfg.monitor, "pruner": dict(cfg.pruner), "storage_env": STORAGE_ENV}})
     run = train["run"]
-    run.update(root=str(folder.resolve()), name="train", wandb=cfg.wandb, wandb_group=cfg.study_name,
-               progress_bar="none", checkpoint_every_n_steps=cfg.max_steps)
+    # the trial folder is the run folder (checkpoints/, csv/, tb/, wandb/ beside model.yaml), and the
+    # W&B run is named after the trial number, grouped by study
+    run.update(root=str(folder.parent.resolve()), name=folder.name, wandb=cfg.wandb, wandb_group=cfg.study_name,
+               wandb_tags=["convrnn-search", cfg.study_name], progress_bar="none",
+               checkpoint_every_n_steps=cfg.max_steps)
     extra = copy.deepcopy(cfg.trial_config)
     extra_callbacks = list((extra.get("trainer") or {}).pop("callbacks", None) or [])
     train = deep_merge(train, extra)
@@ -151,7 +145,7 @@ def run_trial(cfg: SearchConfig, point: Point, number: int, storage_url: str, gr
     model_yaml = write_model_yaml(folder / "model.yaml", graph,
                                   f"# study {cfg.study_name}, trial {number}: sampled by convrnn-search")
     train_yaml = folder / "train.yaml"
-    _atomic_text(train_yaml, yaml.safe_dump(train_config(cfg, point, folder, model_yaml, number),
+    atomic_write_text(train_yaml, yaml.safe_dump(train_config(cfg, point, folder, model_yaml, number),
                                             sort_keys=False))
     env = dict(os.environ)
     env.update({STORAGE_ENV: storage_url, TRIAL_ENV: str(number), "PYTHONUNBUFFERED": "1"})

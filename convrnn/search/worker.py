@@ -88,11 +88,13 @@ class WorkerSummary:
     too_many_failures: bool = False
 
 
-def _counts(study: optuna.Study) -> tuple[int, int]:
+def _counts(study: optuna.Study) -> tuple[int, int, int]:
+    """(COMPLETE + PRUNED + RUNNING + WAITING, FAIL that were run, WAITING)."""
     trials = study.get_trials(deepcopy=False)
     active = sum(t.state in ACTIVE for t in trials)
     failed = sum(t.state == TrialState.FAIL and not t.user_attrs.get("surplus") for t in trials)
-    return active, failed
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    return active, failed, waiting
 
 
 class Objective:
@@ -157,14 +159,14 @@ class Objective:
                 flops = count_flops(path, self.overrides)
                 trial.set_user_attr("flops", flops)
                 out["flops"] = float(flops)
-        except (ValueError, TypeError, RuntimeError) as exn:
+        except Exception as exn:  # an invalid combination of knobs fails this trial, not the worker
             raise TrialFailed(f"the sampled model does not build: {type(exn).__name__}: {exn}") from None
         return out
 
     def _neural(self, trial: optuna.Trial, folder: Path) -> float:
         from convrnn.search.objectives import neural_score
 
-        ckpt = folder / "train" / "checkpoints" / "last.ckpt"
+        ckpt = folder / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
             raise TrialFailed(f"no checkpoint to score: {ckpt}")
         try:
@@ -191,8 +193,8 @@ def run_worker(cfg: SearchConfig, url: str, n_trials: int | None = None) -> Work
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # a dead worker's RUNNING trial -> FAIL (RDB heartbeat)
-        active, failed = _counts(study)
-        if n_trials is not None and active >= n_trials:
+        active, failed, waiting = _counts(study)
+        if n_trials is not None and active >= n_trials and not waiting:  # a re-queued trial still has to run
             break
         if failed >= cfg.max_failed_trials:
             log.error("stopping: %d trials failed (study.max_failed_trials); see their logs", failed)
