@@ -1,4 +1,5 @@
-"""Model features for neural fits, streamed to disk one batch at a time.
+"""Model features for neural fits: extraction, streamed to disk one batch at a time, and the stores that the fit
+stage reads (the :class:`FeatureSource` protocol, :class:`ArrayFeatures` in memory, :class:`MemmapFeatures` on disk).
 
 Each (layer, step) becomes one ``.npy`` file ``[n_stimuli, n_features]`` that ``MemmapFeatures`` opens with mmap, so
 memory stays bounded by one batch of one model run, never by all layers x steps x stimuli. Files are written
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -20,17 +21,106 @@ from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
 from convrnn.graph.model import ConvRNN
-from convrnn.neural.scoring import MemmapFeatures
 from convrnn.neural.stimuli import load_image as _load_pil
 from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
 from convrnn.threads import torch_threads
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "extract_features", "fit_pca", "image_batches", "load_image",
-           "torch_threads"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArrayFeatures", "FeatureSource", "MemmapFeatures", "extract_features",
+           "fit_pca", "image_batches", "load_image", "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
 PCA = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# feature stores: what the fit stage reads
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    """What the scoring loop needs from model features: rows are stimuli in ``stimulus_ids`` order.
+
+    ``get`` may return a numpy array, a numpy memmap or a torch tensor of shape ``[n_stimuli, n_features]``; it is
+    called once per (layer, step) per scoring run, so disk-backed sources are read once.
+    """
+
+    @property
+    def stimulus_ids(self) -> Sequence[str]: ...
+
+    @property
+    def layers(self) -> Sequence[str]: ...
+
+    def steps(self, layer: str) -> Sequence[int]: ...
+
+    def get(self, layer: str, step: int) -> Any: ...
+
+
+class ArrayFeatures:
+    """In-memory features: ``features[layer]`` is ``[steps, stimuli, units]`` (steps 0..T-1) or a mapping
+    ``{step: [stimuli, units]}``."""
+
+    def __init__(self, features: Mapping[str, Any], stimulus_ids: Sequence[Any]) -> None:
+        self._features = dict(features)
+        self._ids = [str(s) for s in stimulus_ids]
+
+    @property
+    def stimulus_ids(self) -> Sequence[str]:
+        return self._ids
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return list(self._features)
+
+    def steps(self, layer: str) -> Sequence[int]:
+        value = self._features[layer]
+        return sorted(value) if isinstance(value, Mapping) else list(range(len(value)))
+
+    def get(self, layer: str, step: int) -> Any:
+        return self._features[layer][step]
+
+
+class MemmapFeatures:
+    """Disk-backed features: ``root/stimulus_ids.txt`` and ``root/<layer>/step_<t>.npy`` (opened with mmap).
+
+    Why: a 26-step recurrent model with 10^5-unit layers does not fit in memory; each (layer, step) is read once.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self._ids = (self.root / "stimulus_ids.txt").read_text().split("\n")
+        self._ids = [s for s in self._ids if s]
+
+    @staticmethod
+    def write(root: str | os.PathLike, layer: str, step: int, array: Any,
+              stimulus_ids: Sequence[Any] | None = None) -> Path:
+        """Store one (layer, step) array; ``stimulus_ids`` writes the row labels (needed once)."""
+        root = Path(root)
+        (root / layer).mkdir(parents=True, exist_ok=True)
+        if stimulus_ids is not None:
+            (root / "stimulus_ids.txt").write_text("\n".join(str(s) for s in stimulus_ids) + "\n")
+        path = root / layer / f"step_{int(step)}.npy"
+        np.save(path, np.asarray(array))
+        return path
+
+    @property
+    def stimulus_ids(self) -> Sequence[str]:
+        return self._ids
+
+    @property
+    def layers(self) -> Sequence[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def steps(self, layer: str) -> Sequence[int]:
+        return sorted(int(p.stem.split("_", 1)[1]) for p in (self.root / layer).glob("step_*.npy"))
+
+    def get(self, layer: str, step: int) -> Any:
+        return np.load(self.root / layer / f"step_{int(step)}.npy", mmap_mode="r")
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# extraction
 
 
 def load_image(path: str | os.PathLike, size: int, mean: Sequence[float] = IMAGENET_MEAN,

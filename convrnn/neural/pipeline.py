@@ -18,11 +18,12 @@ Steps of :func:`run`:
 3. **Features.** The neural presentation (``times`` = 26 steps, image off at ``image_off`` = 10), only the steps
    matched to the bins, streamed to disk per (layer, step) (:func:`convrnn.neural.features.extract_features`);
    optionally projected on a PCA fit on a separate image set (``pca``).
-4. **Scores.** :func:`convrnn.neural.scoring.score_model` one layer at a time (for a progress bar); the best layer
-   per area maximises the bin-averaged raw score on the selection splits (the rule of ``score_model``).
-5. **Files** (each written atomically: temp file + ``os.replace``): ``scores.csv`` (one row per area x layer x
-   bin: area, layer, bin, bin_end, step, score, ceiling, raw_r, raw_r_sem, ..., is_best, reliable and, for
-   synthetic data, analytic_ceiling), ``best_layers.csv``, ``scores.json`` (config, provenance, best layers,
+4. **Scores.** One :func:`convrnn.neural.scoring.score_model` call for all layers (a progress bar follows its
+   ``progress`` callback); the best layer per area maximises the bin-averaged raw score on the selection splits
+   (chosen once, by ``score_model``).
+5. **Files** (each written atomically with :func:`convrnn.io.atomic_write_text`): ``scores.csv`` (one row per area x
+   layer x bin: area, layer, bin, bin_end, step, score, ceiling, raw_r, raw_r_sem, ..., is_best, reliable and,
+   for synthetic data, analytic_ceiling), ``best_layers.csv``, ``scores.json`` (config, provenance, best layers,
    time-averaged scores, ceilings, all rows, timings) and the PNGs ``predictivity_over_time.png`` (noise-corrected)
    and ``raw_over_time.png`` (raw r with sqrt(ceiling)).
 
@@ -54,6 +55,7 @@ import convrnn
 from convrnn.checkpoint import CHECKPOINT_SUFFIXES, is_checkpoint_path
 from convrnn.errors import UserError
 from convrnn.graph.spec import InputTooSmallError
+from convrnn.io import atomic_write_text
 from convrnn.neural.assembly import (
     TrialData,
     check_trials,
@@ -66,7 +68,7 @@ from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED, LoadedModel, load_model
 from convrnn.neural.features import extract_features, fit_pca, torch_threads
 from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS, nayebi_consistency
 from convrnn.neural.plots import plot_over_time
-from convrnn.neural.pls import ConstantFeaturesWarning, PLSRegression
+from convrnn.neural.pls import PLSRegression
 from convrnn.neural.ridge import RidgeCV
 from convrnn.neural.scoring import (
     DEFAULT_MIN_CEILING,
@@ -74,7 +76,6 @@ from convrnn.neural.scoring import (
     ScoringResult,
     area_masks,
     default_bin_steps,
-    pick_best_layers,
     score_model,
 )
 from convrnn.neural.splits import make_splits
@@ -185,19 +186,6 @@ class FitResult:
 
 # ----------------------------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary sibling and ``os.replace`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _jsonable(value: Any) -> Any:
@@ -460,53 +448,42 @@ def _load_model(config: FitConfig, synthetic: SyntheticConfig | None) -> LoadedM
 
 def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str, dict[str, Any]],
            steps: Sequence[int], config: FitConfig, strata: str | None) -> ScoringResult:
-    """``score_model`` per layer (progress bar), merged into one result."""
+    """One ``score_model`` call for all layers; a tqdm bar follows its progress callback."""
     splits = _evaluation_splits(td, config, strata) if config.n_splits is not None else None
-    parts: list[ScoringResult] = []
-    bar = tqdm(layers, desc="fitting", unit="layer", disable=not config.progress)
-    for layer in bar:
-        bar.set_postfix_str(layer)
-        n_components = config.n_components
-        if config.regression == "pls":
+    components = {layer: config.n_components for layer in layers}
+    if config.regression == "pls":
+        for layer in layers:
             available = [s for s in steps if s in set(features.steps(layer))]
-            n_units = features.get(layer, available[0]).shape[1] if available else n_components
-            if n_units < n_components:
-                logger.warning("%s has %d units < %d PLS components; using %d", layer, n_units, n_components,
+            n_units = features.get(layer, available[0]).shape[1] if available else config.n_components
+            if n_units < config.n_components:
+                logger.warning("%s has %d units < %d PLS components; using %d", layer, n_units, config.n_components,
                                n_units)
-                n_components = n_units
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            part = score_model(features, td, layers=[layer], areas=areas, regression=config.regression,
-                               n_components=n_components, weights=config.mapping, split_scheme=config.splits,
-                               stratify_by=strata, splits=splits, n_selection_splits=config.n_selection_splits,
-                               steps=list(steps), convention=config.convention, min_ceiling=config.min_ceiling,
-                               ceiling_missing=config.ceiling_missing, device=config.device,
-                               gram_dtype="float32" if config.device == "cpu" else None)
-        constant = 0
-        for w in caught:
-            if issubclass(w.category, ConstantFeaturesWarning):
-                constant += 1
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if constant:
-            logger.info("%s: features without stimulus variance in some bins (before the image reaches the layer, or "
-                        "a feedforward layer after image offset); PLS has nothing to fit there: the map predicts a "
-                        "constant, so those bins score ~0 (NaN where r is undefined)",
-                        layer)
-        part.scores["n_components"] = n_components if config.regression == "pls" else np.nan
-        parts.append(part)
-    bar.close()
-    time_averaged = pd.concat([p.time_averaged for p in parts], ignore_index=True)
-    selection = pd.concat([p.selection for p in parts], ignore_index=True)
-    return ScoringResult(
-        scores=pd.concat([p.scores for p in parts], ignore_index=True),
-        time_averaged=time_averaged,
-        best_layers=pick_best_layers(time_averaged, selection, list(areas)),
-        selection=selection,
-        ceilings=parts[0].ceilings,
-        neuroid_r=xr.concat([p.neuroid_r for p in parts], dim="layer"),
-        info={**parts[0].info, "layers": list(layers)},
-    )
+                components[layer] = n_units
+    same = len(set(components.values())) == 1
+    bar = tqdm(total=len(layers), desc="fitting", unit="layer", disable=not config.progress)
+
+    def progress(layer: str, done: int, total: int) -> None:
+        bar.set_postfix_str(layer)
+        bar.update(1)
+
+    try:
+        result = score_model(features, td, layers=list(layers), areas=areas, regression=config.regression,
+                             n_components=components[layers[0]] if same else components, weights=config.mapping,
+                             split_scheme=config.splits, stratify_by=strata, splits=splits,
+                             n_selection_splits=config.n_selection_splits, steps=list(steps),
+                             convention=config.convention, min_ceiling=config.min_ceiling,
+                             ceiling_missing=config.ceiling_missing, device=config.device,
+                             gram_dtype="float32" if config.device == "cpu" else None, progress=progress)
+    finally:
+        bar.close()
+    for layer in result.info.get("constant_feature_warnings", {}):
+        logger.info("%s: features without stimulus variance in some bins (before the image reaches the layer, or "
+                    "a feedforward layer after image offset); PLS has nothing to fit there: the map predicts a "
+                    "constant, so those bins score ~0 (NaN where r is undefined)", layer)
+    result.scores["n_components"] = (result.scores["layer"].map(components) if config.regression == "pls"
+                                     else np.nan)
+    result.info["layers"] = list(layers)
+    return result
 
 
 def _evaluation_splits(td: TrialData, config: FitConfig, strata: str | None) -> list:
@@ -757,8 +734,8 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
     paths_out = {"scores_csv": out / "scores.csv", "scores_json": out / "scores.json",
                  "best_layers_csv": out / "best_layers.csv",
                  "plot": out / "predictivity_over_time.png", "plot_raw": out / "raw_over_time.png"}
-    _atomic_write_text(paths_out["scores_csv"], rows.to_csv(index=False))
-    _atomic_write_text(paths_out["best_layers_csv"], best.to_csv(index=False))
+    atomic_write_text(paths_out["scores_csv"], rows.to_csv(index=False))
+    atomic_write_text(paths_out["best_layers_csv"], best.to_csv(index=False))
     plot_over_time(rows, best_of, paths_out["plot"], value="score", layer_order=layers,
                    ylabel=f"noise-corrected predictivity ({CONVENTIONS[config.convention]})",
                    title=f"{loaded.name}: predictivity over time", min_ceiling=config.min_ceiling)
@@ -783,6 +760,6 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
         timings=timings,
         scores=rows,
     )
-    _atomic_write_text(paths_out["scores_json"], json.dumps(_jsonable(report), indent=1))
+    atomic_write_text(paths_out["scores_json"], json.dumps(_jsonable(report), indent=1))
     return FitResult(scoring=result, table=rows, best_layers=best, time_averaged=time_averaged, paths=paths_out,
                      timings=timings, synthetic=synthetic)

@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from convrnn.io import atomic_open
+
 __all__ = ["plot_over_time", "save_figure"]
 
 
@@ -23,14 +25,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write a PNG atomically (temp file + ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     FigureCanvasAgg(fig)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, dpi=dpi, format="png")
     return path
 
 

@@ -30,11 +30,10 @@ feature sizes.
 from __future__ import annotations
 
 import logging
-import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,9 +41,10 @@ import torch
 import xarray as xr
 
 from .assembly import TrialData, check_trials, trial_array
+from .features import ArrayFeatures, FeatureSource, MemmapFeatures
 from .gram import SplitGram, center_gram, gram
 from .metrics import CEILING_MISSING, CONVENTIONS, noise_correct, pearson_r, split_half_ceiling
-from .pls import PLSRegression, pls_kernel, pls_primal
+from .pls import ConstantFeaturesWarning, PLSRegression, pls_kernel, pls_primal
 from .ridge import NAYEBI_RIDGE_ALPHAS, RidgeCV, ridge_cv_kernel
 from .splits import Split, make_splits, selection_splits
 from .tensors import resolve_device, to_tensor
@@ -78,91 +78,6 @@ DEFAULT_MIN_CEILING = 0.2
 #: Columns of :func:`time_average`'s table (after ``area``, ``layer``).
 TIME_AVERAGE_COLUMNS = ["n_bins", "n_ceiled_bins", "mean_score_ceiled_bins", "mean_raw_r_ceiled_bins",
                         "mean_ceiling_ceiled_bins", "mean_raw_r_all_bins", "convention", "min_ceiling"]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# feature sources
-
-
-@runtime_checkable
-class FeatureSource(Protocol):
-    """What the scoring loop needs from model features: rows are stimuli in ``stimulus_ids`` order.
-
-    ``get`` may return a numpy array, a numpy memmap or a torch tensor of shape ``[n_stimuli, n_features]``; it is
-    called once per (layer, step) per scoring run, so disk-backed sources are read once.
-    """
-
-    @property
-    def stimulus_ids(self) -> Sequence[str]: ...
-
-    @property
-    def layers(self) -> Sequence[str]: ...
-
-    def steps(self, layer: str) -> Sequence[int]: ...
-
-    def get(self, layer: str, step: int) -> Any: ...
-
-
-class ArrayFeatures:
-    """In-memory features: ``features[layer]`` is ``[steps, stimuli, units]`` (steps 0..T-1) or a mapping
-    ``{step: [stimuli, units]}``."""
-
-    def __init__(self, features: Mapping[str, Any], stimulus_ids: Sequence[Any]) -> None:
-        self._features = dict(features)
-        self._ids = [str(s) for s in stimulus_ids]
-
-    @property
-    def stimulus_ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def layers(self) -> Sequence[str]:
-        return list(self._features)
-
-    def steps(self, layer: str) -> Sequence[int]:
-        value = self._features[layer]
-        return sorted(value) if isinstance(value, Mapping) else list(range(len(value)))
-
-    def get(self, layer: str, step: int) -> Any:
-        return self._features[layer][step]
-
-
-class MemmapFeatures:
-    """Disk-backed features: ``root/stimulus_ids.txt`` and ``root/<layer>/step_<t>.npy`` (opened with mmap).
-
-    Why: a 26-step recurrent model with 10^5-unit layers does not fit in memory; each (layer, step) is read once.
-    """
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
-        self._ids = (self.root / "stimulus_ids.txt").read_text().split("\n")
-        self._ids = [s for s in self._ids if s]
-
-    @staticmethod
-    def write(root: str | os.PathLike, layer: str, step: int, array: Any,
-              stimulus_ids: Sequence[Any] | None = None) -> Path:
-        """Store one (layer, step) array; ``stimulus_ids`` writes the row labels (needed once)."""
-        root = Path(root)
-        (root / layer).mkdir(parents=True, exist_ok=True)
-        if stimulus_ids is not None:
-            (root / "stimulus_ids.txt").write_text("\n".join(str(s) for s in stimulus_ids) + "\n")
-        path = root / layer / f"step_{int(step)}.npy"
-        np.save(path, np.asarray(array))
-        return path
-
-    @property
-    def stimulus_ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def layers(self) -> Sequence[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
-
-    def steps(self, layer: str) -> Sequence[int]:
-        return sorted(int(p.stem.split("_", 1)[1]) for p in (self.root / layer).glob("step_*.npy"))
-
-    def get(self, layer: str, step: int) -> Any:
-        return np.load(self.root / layer / f"step_{int(step)}.npy", mmap_mode="r")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -486,7 +401,7 @@ def score_model(
     layers: Sequence[str] | None = None,
     areas: Mapping[str, Mapping[str, Any]] | None = None,
     regression: str | Callable[[], Any] = "pls",
-    n_components: int = 25,
+    n_components: int | Mapping[str, int] = 25,
     ridge_alphas: Sequence[float] | np.ndarray = NAYEBI_RIDGE_ALPHAS,
     ridge_cv: int | None = 5,
     weights: str = "per_bin",
@@ -507,6 +422,7 @@ def score_model(
     gram_dtype: torch.dtype | str | None = None,
     max_batch: int | None = None,
     bins_per_batch: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ScoringResult:
     """Score every layer against every area and time bin; pick the best layer per area on selection splits.
 
@@ -525,6 +441,10 @@ def score_model(
     Batching: kernel-PLS fits of all splits (up to ``max_batch``, default by a memory budget) and all areas run
     together; ``bins_per_batch`` bins of a layer are added to the same batch (default 1 on CPU, 4 on CUDA,
     where larger batches keep the device busy; each costs one n x n Gram in memory).
+    ``n_components`` may map each layer to its own count (e.g. fewer for a layer with fewer units).
+    ``progress(layer, done, total)`` is called after each layer (e.g. to drive a progress bar).
+    PLS fits that stop early on features without stimulus variance (:class:`ConstantFeaturesWarning`) are counted
+    per layer in ``info["constant_feature_warnings"]`` instead of being warned about one by one.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose from {sorted(CONVENTIONS)}")
@@ -562,8 +482,9 @@ def score_model(
     n_eval = len(eval_splits)
     rows = _feature_rows(features, td.stimulus_ids)
     layers = list(layers) if layers is not None else list(features.layers)
-    fitter = _Fitter(regression, n_components, np.asarray(ridge_alphas, dtype=np.float64), ridge_cv, dev, dt, gdt,
-                     max_batch)
+    components = {layer: int(n_components[layer] if isinstance(n_components, Mapping) else n_components)
+                  for layer in layers}
+    fitter = _Fitter(regression, 0, np.asarray(ridge_alphas, dtype=np.float64), ridge_cv, dev, dt, gdt, max_batch)
     per_batch = int(bins_per_batch) if bins_per_batch else (1 if dev.type == "cpu" else 4)
 
     # ceilings
@@ -574,29 +495,43 @@ def score_model(
         ceil_area = {a: np.full((1, n_bins), np.nan) for a in masks}
 
     r_all = np.full((len(layers), n_bins, len(all_splits), n_neur), np.nan)
+    constant: dict[str, int] = {}
     for li, layer in enumerate(layers):
-        available = set(features.steps(layer))
-        missing_bins = [b for b in range(n_bins) if steps[b] not in available]
-        if missing_bins:
-            logger.warning("layer %s has no features for steps %s (bins %s): NaN there", layer,
-                           [steps[b] for b in missing_bins], missing_bins)
-        if weights == "per_bin":
-            present = [b for b in range(n_bins) if b not in missing_bins]
-            for start in range(0, len(present), per_batch):
-                group = present[start:start + per_batch]
-                Xs = [_take_rows(features.get(layer, steps[b]), rows) for b in group]
-                r_all[li, group] = fitter.run(Xs, Y[:, :, group], all_splits, masks)
-                logger.debug("layer %s bins %s done", layer, group)
-        else:
-            present = [b for b in range(n_bins) if b not in missing_bins]
-            Xs = [_take_rows(features.get(layer, steps[b]), rows) for b in present]
-            r_all[li, present] = _shared_fit(fitter, Xs, Y[:, :, present], all_splits, masks)
+        layer_fitter = replace(fitter, n_components=components[layer])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            available = set(features.steps(layer))
+            missing_bins = [b for b in range(n_bins) if steps[b] not in available]
+            if missing_bins:
+                logger.warning("layer %s has no features for steps %s (bins %s): NaN there", layer,
+                               [steps[b] for b in missing_bins], missing_bins)
+            if weights == "per_bin":
+                present = [b for b in range(n_bins) if b not in missing_bins]
+                for start in range(0, len(present), per_batch):
+                    group = present[start:start + per_batch]
+                    Xs = [_take_rows(features.get(layer, steps[b]), rows) for b in group]
+                    r_all[li, group] = layer_fitter.run(Xs, Y[:, :, group], all_splits, masks)
+                    logger.debug("layer %s bins %s done", layer, group)
+            else:
+                present = [b for b in range(n_bins) if b not in missing_bins]
+                Xs = [_take_rows(features.get(layer, steps[b]), rows) for b in present]
+                r_all[li, present] = _shared_fit(layer_fitter, Xs, Y[:, :, present], all_splits, masks)
+        n_constant = sum(issubclass(w.category, ConstantFeaturesWarning) for w in caught)
+        if n_constant:
+            constant[layer] = n_constant
+        for w in caught:
+            if not issubclass(w.category, ConstantFeaturesWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         logger.info("scored layer %s", layer)
+        if progress is not None:
+            progress(layer, li + 1, len(layers))
 
     return _tables(r_all, n_eval, layers, masks, bins, steps, ceil_area, convention, min_ceiling, td,
                    info=dict(offset=offset, step_ms=step_ms, steps=steps, weights=weights,
                              regression=regression if isinstance(regression, str) else repr(regression),
-                             n_components=n_components, n_eval_splits=n_eval, n_selection_splits=len(sel_splits),
+                             n_components=n_components if not isinstance(n_components, Mapping) else components,
+                             constant_feature_warnings=constant, n_eval_splits=n_eval,
+                             n_selection_splits=len(sel_splits),
                              ceiling_splits=ceiling_splits, ceiling_missing=ceiling_missing,
                              min_ceiling=min_ceiling, n_missing_trials=td.n_missing, bins_per_batch=per_batch,
                              device=str(dev), dtype=str(dt), gram_dtype=str(gdt)))

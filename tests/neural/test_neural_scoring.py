@@ -264,3 +264,26 @@ def test_ceiling_rule_for_missing_trials(scheme: str, rule: str | None, ceiling:
     assert result.scores["ceiling"].iloc[0] == pytest.approx(ceiling, rel=1e-12)
     expected_rule = rule or ("drop_neuroid" if scheme == "brainscore" else "drop_stimulus")
     assert result.info["ceiling_missing"] == expected_rule
+
+
+def test_progress_callback_and_constant_features_counted_by_class(recordings: dict) -> None:
+    """One call scores every layer: ``progress`` reports each layer once, in order; PLS stopping early on features
+    without stimulus variance is counted per layer (ConstantFeaturesWarning) and not re-emitted, other warnings are."""
+    import warnings
+
+    rec = recordings
+    n = len(rec["stimuli"])
+    constant = {t: np.ones((n, 30), dtype=np.float32) + 0.0 * x[:, :30] for t, x in rec["features"].items()}
+    source = ArrayFeatures({"good": rec["features"], "flat": constant}, rec["stimuli"]["stimulus_id"])
+    calls: list[tuple[str, int, int]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = score_model(source, rec["assembly"], n_components=5, n_selection_splits=0,
+                             progress=lambda layer, done, total: calls.append((layer, done, total)))
+    assert calls == [("good", 1, 2), ("flat", 2, 2)]
+    counts = result.info["constant_feature_warnings"]
+    assert set(counts) == {"flat"} and counts["flat"] >= 3  # at least once per bin
+    assert not [w for w in caught if "residual vanished" in str(w.message)]
+    alone = score_model(ArrayFeatures({"good": rec["features"]}, rec["stimuli"]["stimulus_id"]),
+                        rec["assembly"], n_components=5, n_selection_splits=0)
+    np.testing.assert_allclose(result.scores[result.scores.layer == "good"]["raw_r"], alone.scores["raw_r"])
