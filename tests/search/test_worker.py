@@ -11,6 +11,8 @@ import pytest
 from optuna.trial import TrialState
 from search_helpers import run_search, search_config, write_config
 
+from convrnn.search.cli import main as search_main
+
 
 def _study(cfg: dict) -> optuna.Study:
     db = Path(cfg["study"]["root"]) / cfg["study"]["name"] / "study.db"
@@ -18,7 +20,8 @@ def _study(cfg: dict) -> optuna.Study:
 
 
 @pytest.mark.slow
-def test_sqlite_search_finishes_n_trials_and_survives_a_failing_trial(tmp_path: Path, synthetic_root: Path) -> None:
+def test_sqlite_search_finishes_n_trials_and_survives_a_failing_trial(tmp_path: Path, synthetic_root: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
     cfg = search_config(tmp_path, synthetic_root, name="tiny")
     cfg["space"]["cell"]["type"] = {"choices": ["rgc", "ugrnn"]}  # the conditional space, per-branch names
     cfg["space"]["cell"]["ugrnn"] = {}
@@ -53,13 +56,13 @@ def test_sqlite_search_finishes_n_trials_and_survives_a_failing_trial(tmp_path: 
     again = run_search("run", "--config", str(path), "--n-trials", "3")
     assert again.returncode == 0 and len(_study(cfg).get_trials()) == 4
 
-    status = run_search("status", "--config", str(path))
-    assert status.returncode == 0, status.stderr
-    assert "COMPLETE 3" in status.stdout and "FAIL 1" in status.stdout
-    assert "injected failure" in status.stdout
+    capsys.readouterr()
+    assert search_main(["status", "--config", str(path)]) == 0
+    status = capsys.readouterr().out
+    assert "COMPLETE 3" in status and "FAIL 1" in status
+    assert "injected failure" in status
 
-    report = run_search("report", "--config", str(path), "--out", str(tmp_path / "report"))
-    assert report.returncode == 0, report.stderr[-3000:]
+    assert search_main(["report", "--config", str(path), "--out", str(tmp_path / "report")]) == 0
     for name in ("trials.png", "edges.png", "accuracy_vs_params.png", "trials.csv", "summary.json"):
         assert (tmp_path / "report" / name).is_file(), name
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
@@ -89,3 +92,30 @@ def test_a_search_designed_to_prune_prunes(tmp_path: Path, synthetic_root: Path)
     assert trial.user_attrs["pruned_at_step"] == 2 and trial.user_attrs["steps"] == 2  # stopped promptly
     result = json.loads((run_dir / trial.user_attrs["trial_dir"] / "result.json").read_text())
     assert result["state"] == "pruned" and list(result["intermediate"]) == ["2"]
+
+
+@pytest.mark.slow
+def test_a_ddp_trial_under_torchrun_is_pruned_on_every_rank(tmp_path: Path, synthetic_root: Path) -> None:
+    """trial.launcher = torchrun with 2 CPU processes (gloo): rank 0 reports, both ranks stop at step 2."""
+    import sys
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    cfg = search_config(tmp_path, synthetic_root, name="ddp",
+                        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    cfg["trial"]["launcher"] = [str(torchrun), "--standalone", "--nproc_per_node=2", "--no-python"]
+    cfg["trial"]["config"]["trainer"].update(devices=2, strategy="ddp")
+    path = write_config(tmp_path, cfg)
+    run_dir = tmp_path / "runs" / "ddp"
+    run_dir.mkdir(parents=True)
+    study = optuna.create_study(study_name="ddp", storage=f"sqlite:///{run_dir / 'study.db'}",
+                                direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.99, intermediate_values={2: 0.99, 4: 0.99}))
+    proc = run_search("run", "--config", str(path), "--n-trials", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trial = _study(cfg).get_trials()[1]
+    assert trial.state == TrialState.PRUNED, trial.user_attrs.get("error")
+    result = json.loads((run_dir / trial.user_attrs["trial_dir"] / "result.json").read_text())
+    assert result["world_size"] == 2 and result["global_step"] == 2 and result["state"] == "pruned"
+    assert list(trial.intermediate_values) == [2]  # one report per validation, from rank 0 only
