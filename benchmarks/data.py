@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _photos import write_photo_folder  # noqa: E402
 
 from convrnn.data.datamodule import ShardDataModule  # noqa: E402
-from convrnn.data.shards import convert_imagenet  # noqa: E402
+from convrnn.data.imagenet import convert_imagenet  # noqa: E402
 from convrnn.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Data: synthetic objects, webdataset shard writing, and the Lightning DataModule.
+"""Data: synthetic objects, webdataset shard writing, and the Lightning DataModule (docs/design.md, "Data").
 
 Names are imported lazily, so ``import convrnn.data`` stays light: the DataModule pulls in torch and
 Lightning, the synthetic objects pandas, and shard-writer worker processes need neither.
@@ -12,16 +12,16 @@ from typing import Any
 _LAZY = {
     "SyntheticObjects": "convrnn.data.synthetic_objects",
     "write_synthetic_shards": "convrnn.data.synthetic_objects",
-    "convert_imagenet": "convrnn.data.shards",
-    "read_index": "convrnn.data.shards",
+    "convert_imagenet": "convrnn.data.imagenet",
+    "read_index": "convrnn.data.index",
     "ShardDataModule": "convrnn.data.datamodule",
-    "ValSampleCountCheck": "convrnn.data.datamodule",
+    "ValSampleCountCheck": "convrnn.data.val_check",
     "SkippedSamplesLogger": "convrnn.data.skips",
-    "resolve_shards": "convrnn.data.datamodule",
+    "resolve_shards": "convrnn.data.shard_list",
     "TrainTransform": "convrnn.data.transforms",
     "ValTransform": "convrnn.data.transforms",
-    "IMAGENET_MEAN": "convrnn.data.transforms",
-    "IMAGENET_STD": "convrnn.data.transforms",
+    "IMAGENET_MEAN": "convrnn.presentation",
+    "IMAGENET_STD": "convrnn.presentation",
 }
 
 __all__ = list(_LAZY)

@@ -17,7 +17,8 @@ import argparse
 import logging
 import sys
 
-from convrnn.data.shards import convert_imagenet, undecodable_summary
+from convrnn.data.image_check import undecodable_summary
+from convrnn.data.imagenet import convert_imagenet
 from convrnn.errors import UserError
 
 

@@ -37,13 +37,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from convrnn.data.shards import (
-    INDEX_NAME,
-    SampleSpec,
-    read_index,
-    write_index,
-    write_splits,
-)
+from convrnn.data.index import INDEX_NAME, read_index, write_index
+from convrnn.data.scan import SampleSpec
+from convrnn.data.writer import write_splits
 from convrnn.io import atomic_write_bytes
 
 GENERATOR_VERSION = 1
@@ -504,7 +500,7 @@ def write_synthetic_shards(
 
     Idempotent: if ``out_dir/dataset.json`` exists with the same parameters and its shards are there,
     nothing is written and the index is returned. If it exists with other parameters, this raises unless
-    ``overwrite``. An interrupted run resumes like :func:`convrnn.data.shards.write_split`. Samples are
+    ``overwrite``. An interrupted run resumes like :func:`convrnn.data.writer.write_split`. Samples are
     JPEG-encoded (``jpg``), ``cls`` is the category index and ``json`` holds the full table row.
     Returns the ``dataset.json`` content.
     """

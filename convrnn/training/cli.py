@@ -218,7 +218,7 @@ class ConvRNNCLI(LightningCLI):
         callbacks.append(TrainSpeedMonitor(log_every_n_steps=run.speed_log_every_n_steps))
         callbacks.append(SkippedSamplesLogger())  # data/train_skipped, data/val_skipped as metrics
         if self._has_val_data():
-            from convrnn.data.datamodule import ValSampleCountCheck
+            from convrnn.data.val_check import ValSampleCountCheck
 
             callbacks.append(ValSampleCountCheck(strict=True))
         if run.audit_dir:

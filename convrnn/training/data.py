@@ -52,7 +52,7 @@ def _mix(*parts: Any) -> int:
 
 
 class ResumableEpochLoader(EpochLoader):
-    """An :class:`~convrnn.data.datamodule.EpochLoader` that can resume mid-stream.
+    """An :class:`~convrnn.data.loaders.EpochLoader` that can resume mid-stream.
 
     Same epoch semantics (the stream continues across epochs; the last batch of an epoch is truncated to the
     epoch size), plus the ``state_dict`` Lightning saves in each checkpoint: how many batches were taken from

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convrnn.data.shards import SampleSpec, convert_imagenet, write_tar
+from convrnn.data.imagenet import convert_imagenet
+from convrnn.data.scan import SampleSpec
+from convrnn.data.tars import write_tar
 
 # deliberately not created in sorted order, so class indices must come from sorting
 WNIDS = ["n03000134", "n01440764", "n02102040", "n01443537"]

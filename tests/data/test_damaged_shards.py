@@ -15,9 +15,11 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from convrnn.data.datamodule import ShardDataModule, ValSampleCountCheck
-from convrnn.data.shards import convert_imagenet, read_index
+from convrnn.data.datamodule import ShardDataModule
+from convrnn.data.imagenet import convert_imagenet
+from convrnn.data.index import read_index
 from convrnn.data.skips import SkippedSamplesLogger
+from convrnn.data.val_check import ValSampleCountCheck
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
@@ -284,7 +286,8 @@ DDP_SCRIPT = """
 import json, sys, warnings
 import lightning.pytorch as pl
 import torch
-from convrnn.data.datamodule import ShardDataModule, ValSampleCountCheck
+from convrnn.data.datamodule import ShardDataModule
+from convrnn.data.val_check import ValSampleCountCheck
 from convrnn.data.skips import SkippedSamplesLogger
 
 warnings.simplefilter("ignore")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import multiprocessing
 from collections import Counter
 from pathlib import Path
 
@@ -13,14 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from convrnn.data.datamodule import (
-    ShardDataModule,
-    ValSampleCountCheck,
-    _seeded_shuffle,
-    resolve_shards,
-)
-from convrnn.data.shards import read_index
+from convrnn.data.datamodule import ShardDataModule
+from convrnn.data.index import read_index
+from convrnn.data.pipelines import seeded_shuffle
+from convrnn.data.shard_list import resolve_shards
 from convrnn.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from convrnn.data.val_check import ValSampleCountCheck
 from convrnn.errors import UserConfigError
 
 # torchvision 0.29 deprecates its JPEG decoder (our optional fast path; PIL takes over once it is gone)
@@ -121,6 +120,22 @@ def test_train_epoch_size_with_workers(imagenet_shards: Path) -> None:
     assert loader._it is None and loader.loader._iterator is None
 
 
+def test_teardown_stops_every_worker_process(imagenet_shards: Path) -> None:
+    before = set(multiprocessing.active_children())
+    dm = ShardDataModule(train_shards=str(imagenet_shards), val_shards=str(imagenet_shards), batch_size=2,
+                         num_workers=2, image_size=16, train_samples_per_epoch=8, shuffle_buffer=4)
+    dm.setup("fit")
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    next(iter(train))
+    unfinished = iter(val)  # a validation pass left open, as when Lightning stops after len() batches
+    next(unfinished)
+    assert len(set(multiprocessing.active_children()) - before) == 4  # 2 train + 2 val workers
+    dm.teardown()
+    assert set(multiprocessing.active_children()) <= before
+    with pytest.raises(RuntimeError, match="closed"):
+        iter(val)
+
+
 def test_train_stream_is_reproducible_from_the_seed(imagenet_shards: Path) -> None:
     def first_keys(seed: int) -> list[str]:
         dm = ShardDataModule(
@@ -141,10 +156,10 @@ def test_train_stream_is_reproducible_from_the_seed(imagenet_shards: Path) -> No
 
 
 def test_seeded_shuffle_is_a_permutation() -> None:
-    out = list(_seeded_shuffle(iter(range(100)), bufsize=20, initial=5, seed=0, rank=0))
+    out = list(seeded_shuffle(iter(range(100)), bufsize=20, initial=5, seed=0, rank=0))
     assert sorted(out) == list(range(100)) and out != list(range(100))
-    assert out == list(_seeded_shuffle(iter(range(100)), bufsize=20, initial=5, seed=0, rank=0))
-    assert out != list(_seeded_shuffle(iter(range(100)), bufsize=20, initial=5, seed=0, rank=1))
+    assert out == list(seeded_shuffle(iter(range(100)), bufsize=20, initial=5, seed=0, rank=0))
+    assert out != list(seeded_shuffle(iter(range(100)), bufsize=20, initial=5, seed=0, rank=1))
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -382,7 +397,8 @@ DDP_SCRIPT = """
 import json, sys, warnings
 import lightning.pytorch as pl
 import torch
-from convrnn.data.datamodule import ShardDataModule, ValSampleCountCheck
+from convrnn.data.datamodule import ShardDataModule
+from convrnn.data.val_check import ValSampleCountCheck
 
 warnings.simplefilter("ignore")
 

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convrnn.data import shards
+from convrnn.data import image_check
+from convrnn.data.image_check import check_image
+from convrnn.data.index import read_index
 from convrnn.data.make_shards import main
-from convrnn.data.shards import check_image, read_index
 
 WNIDS = ["n01440764", "n01443537", "n02102040", "n03000134"]  # the fake ImageNet's classes (conftest.py)
 
@@ -112,7 +113,7 @@ def test_resume_uses_the_recorded_check(
     def no_second_check(*a: object, **k: object) -> None:
         raise AssertionError("images decoded again on resume")
 
-    monkeypatch.setattr(shards, "find_undecodable", no_second_check)
+    monkeypatch.setattr(image_check, "find_undecodable", no_second_check)
     assert main(args) == 0
     assert victim.read_bytes() == before and read_index(out) == first
     assert "left out 3 undecodable" in capsys.readouterr().err

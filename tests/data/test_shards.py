@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from convrnn.data import shards
-from convrnn.data.shards import convert_imagenet, read_index, read_labels_file
+from convrnn.data import imagenet, scan
+from convrnn.data.imagenet import convert_imagenet
+from convrnn.data.index import read_index
+from convrnn.data.scan import read_labels_file
 from convrnn.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,22 +146,22 @@ def test_resume_after_interruption(fake_imagenet: Path, tmp_path: Path) -> None:
 
 def test_crash_midway_then_resume(fake_imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
-    real = shards.read_file_bytes
+    real = imagenet.read_file_bytes
     calls = {"n": 0}
 
-    def flaky(root: str, spec: shards.SampleSpec) -> bytes:
+    def flaky(root: str, spec: scan.SampleSpec) -> bytes:
         calls["n"] += 1
         if calls["n"] == 10:  # in the middle of the 4th shard
             raise KeyboardInterrupt
         return real(root, spec)
 
-    monkeypatch.setattr(shards, "read_file_bytes", flaky)
+    monkeypatch.setattr(imagenet, "read_file_bytes", flaky)
     with pytest.raises(KeyboardInterrupt):
         convert_imagenet(fake_imagenet, out, splits=["train"], shard_size=3, seed=0, workers=1, progress=False)
     assert not (out / "dataset.json").exists()  # the index is written last
     assert len(list(out.glob("imagenet-train-*.tar"))) == 3
     assert not list(out.glob(".*tmp*"))  # the half-written shard's temp file was removed
-    monkeypatch.setattr(shards, "read_file_bytes", real)
+    monkeypatch.setattr(imagenet, "read_file_bytes", real)
     convert_imagenet(fake_imagenet, out, splits=["train"], shard_size=3, seed=0, workers=1, progress=False)
     hashes = Counter(sha(image_of(s)) for s in all_samples(out, "train"))
     assert set(hashes) == set(source_files(fake_imagenet / "train")) and set(hashes.values()) == {1}

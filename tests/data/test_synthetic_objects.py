@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from convrnn.data.shards import read_index
+from convrnn.data.index import read_index
 from convrnn.data.synthetic_objects import TABLE_COLUMNS, SyntheticObjects, write_synthetic_shards
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from train_helpers import REPO, run_train, subprocess_env, tiny_config, write_config
 
-from convrnn.data.shards import read_index
+from convrnn.data.index import read_index
 
 pytestmark = pytest.mark.slow
 
