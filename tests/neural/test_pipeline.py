@@ -395,3 +395,30 @@ def test_the_command_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith("error: --model: unknown model 'no_such_model'") and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_is_generated_from_fitconfig(tmp_path: Path) -> None:
+    """Defaults come from FitConfig itself; a YAML --config sets fields by name and later flags override it;
+    --shared / --weights-per-bin are aliases of --mapping."""
+    from dataclasses import fields
+
+    cli = _cli()
+    out = tmp_path / "out"
+    parse = cli.build_parser().parse_args
+    assert cli.config_from_args(parse(["--out", str(out)])) == FitConfig(out=out)
+    for field in fields(FitConfig):  # every field but the nested synthetic config has a flag
+        if field.name != "synthetic":
+            assert any(a.dest == field.name for a in cli.build_parser()._actions), field.name
+    assert cli.config_from_args(parse(["--out", str(out), "--shared"])).mapping == "shared"
+    assert cli.config_from_args(parse(["--out", str(out), "--mapping", "shared"])).mapping == "shared"
+    assert cli.config_from_args(parse(["--out", str(out), "--weights-per-bin"])).mapping == "per_bin"
+    yaml = tmp_path / "scoring.yaml"
+    yaml.write_text(f"out: {out}\nn_components: 7\nlayers: [conv5, conv6]\nmapping: shared\nkeep_features: true\n"
+                    "ceiling_missing: drop_stimulus\nregression: ridgecv\n")
+    config = cli.config_from_args(parse(["--config", str(yaml), "--n-components", "9"]))
+    assert config == FitConfig(out=out, n_components=9, layers=["conv5", "conv6"], mapping="shared",
+                               keep_features=True, ceiling_missing="drop_stimulus", regression="ridgecv")
+    yaml.write_text("out: x\nn_components: many\n")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--config", str(yaml)])
+    assert exc.value.code == 2
