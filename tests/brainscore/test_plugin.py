@@ -67,3 +67,21 @@ def test_plugin_registers_and_scores_like_fit_neural(registered, recordings, v4_
     spec.loader.exec_module(plugin_test)
     plugin_test.test_has_identifier()
     plugin_test.test_records_committed_regions()
+
+
+def test_checkpoint_by_url_builds_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model checkpoint referenced by a (file://) URL: fetched into the cache, rebuilt from its stored graph."""
+    import convrnn
+    from convrnn.brainscore.plugin import build_plugin_model
+
+    monkeypatch.setenv("CONVRNN_BRAINSCORE_CACHE", str(tmp_path / "cache"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        model = convrnn.build_model("rgc_intermediate", input_size=32, width_multiplier=0.125)
+    ckpt = convrnn.save_model_checkpoint(model, tmp_path / "tiny.pt")
+    brain = build_plugin_model("tiny-ckpt", ckpt.as_uri(), {"V4": ["conv5"]}, progress=False)
+    assert brain.identifier == "tiny-ckpt" and brain.region_layer_map == {"V4": ["conv5"]}
+    assert (tmp_path / "cache").is_dir()
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(brain.model.state_dict()[name], tensor, rtol=0, atol=0)
+    assert (brain.task_times, brain.task_image_off) == (None, None)  # a checkpoint keeps its own schedule

@@ -130,3 +130,14 @@ def test_console_script_help() -> None:
 
     run = subprocess.run([sys.executable, "-m", "convrnn.brainscore.plugin", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "--regions" in run.stdout and "--best-layers" in run.stdout
+
+
+def test_checkpoint_model_is_referenced_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = convrnn.build_model("rgc_intermediate", input_size=32, width_multiplier=0.125)
+    convrnn.save_model_checkpoint(model, tmp_path / "tiny.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--model", "tiny.pt", "--regions", "V4=conv5", "--out", "plugin"]) == 0
+    source = (tmp_path / "plugin" / "model.py").read_text()
+    assert f"MODEL = {str((tmp_path / 'tiny.pt').resolve())!r}" in source and "WEIGHTS = None" in source
+    assert "model_registry['convrnn-rgc_intermediate']" in (tmp_path / "plugin" / "__init__.py").read_text()
+    assert main(["--model", "tiny.pt", "--weights", "tiny.pt", "--regions", "V4=conv5", "--out", "p2"]) == 2
