@@ -13,7 +13,7 @@ Brain-Score's benchmarks talk to a model through four calls: ``start_recording(r
   time_bin)``: every StimulusSet column on ``presentation``, ``neuroid_id``/``layer``/``region``/``channel``/
   ``channel_x``/``channel_y`` on ``neuroid``, ``time_bin_start``/``time_bin_end`` on ``time_bin``.
 * **Tasks.** ``label`` (``'imagenet'``: the synset of the top decoded logit; a list of labels: Brain-Score's
-  ImageNet-index groups, mean softmax probability per label) and ``probabilities`` (Brain-Score's logistic
+  ImageNet-index groups, mean (or max) softmax probability per label) and ``probabilities`` (Brain-Score's logistic
   readout fit on ``fitting_stimuli``' ``image_label``) all use the model's decoded ImageNet logits: the model is
   run with the schedule it was trained with and its own decoder (``last``, ``tmaxconf``, ...) picks the answer.
 * ``visual_degrees()``: 8 by default (the visual angle of the MajajHong2015 images; Brain-Score then shows
@@ -53,6 +53,9 @@ from .timebins import STEP_MS, bin_step_weights, normalise_bins
 __all__ = ["DEFAULT_VISUAL_DEGREES", "ConvRNNBrainModel"]
 
 logger = logging.getLogger(__name__)
+
+#: how a label pools the probabilities of its ImageNet classes (Brain-Score's ``aggregation``)
+_AGGREGATIONS = {"mean": np.mean, "max": np.max}
 
 #: degrees of visual angle the model's input spans (MajajHong2015's images; Brain-Score's usual default)
 DEFAULT_VISUAL_DEGREES = 8
@@ -94,6 +97,7 @@ class ConvRNNBrainModel(BrainModel):
         self.current_task: str | None = None
         self.recording: tuple[str, list[tuple[Any, Any]], list[dict[int, float]]] | None = None
         self._choice_labels: Any = None
+        self._aggregation = "mean"
         self._classifier: Any = None
 
     # ------------------------------------------------------------------------------------------- construction
@@ -142,9 +146,16 @@ class ConvRNNBrainModel(BrainModel):
         self.recording = (region, bins, weights)
         self.current_task = None
 
-    def start_task(self, task: str, fitting_stimuli: Any = None) -> None:
-        """``passive``; ``label`` with ``'imagenet'`` or a list of labels; ``probabilities`` with a StimulusSet
-        of fitting stimuli that has an ``image_label`` column (a logistic readout of the decoded logits)."""
+    def start_task(self, task: str, fitting_stimuli: Any = None, *, aggregation: str = "mean",
+                   number_of_trials: int = 1, require_variance: bool = False) -> None:
+        """``passive``; ``label`` with ``'imagenet'`` or a list of labels (``aggregation``: how a label pools its
+        ImageNet classes' probabilities, ``'mean'`` or ``'max'``, as Brain-Score's benchmarks ask); ``probabilities``
+        with a StimulusSet of fitting stimuli that has an ``image_label`` column (a logistic readout of the decoded
+        logits). ``number_of_trials``/``require_variance`` are accepted and ignored (deterministic model)."""
+        del number_of_trials, require_variance
+        if aggregation not in _AGGREGATIONS:
+            raise UserError(f"aggregation must be one of {sorted(_AGGREGATIONS)}, got {aggregation!r}")
+        self._aggregation = aggregation
         self.recording = None
         if task == BrainModel.Task.passive:
             self.current_task = task
@@ -152,7 +163,9 @@ class ConvRNNBrainModel(BrainModel):
         if task == BrainModel.Task.label:
             if fitting_stimuli is None:
                 raise UserError("start_task('label', ...) needs 'imagenet' or a list of labels")
-            if fitting_stimuli == "imagenet" and self.model.num_classes != 1000:
+            if isinstance(fitting_stimuli, str) and fitting_stimuli != "imagenet":
+                raise UserError(f"label task: give 'imagenet' or a list of labels, not {fitting_stimuli!r}")
+            if isinstance(fitting_stimuli, str) and self.model.num_classes != 1000:
                 raise UserError(f"label task 'imagenet' needs a 1000-way ImageNet readout; {self.model.name} has "
                                 f"{self.model.num_classes} classes")
             self._choice_labels = fitting_stimuli
@@ -173,9 +186,9 @@ class ConvRNNBrainModel(BrainModel):
         raise UserError(f"task {task!r} is not supported by a ConvRNN classifier (use 'passive', 'label' or "
                         "'probabilities')")
 
-    def look_at(self, stimuli: Any, number_of_trials: int = 1) -> Any:
+    def look_at(self, stimuli: Any, number_of_trials: int = 1, require_variance: bool = False) -> Any:
         """The recording (``NeuroidAssembly``) or the task's answer (``BehavioralAssembly``) for ``stimuli``."""
-        del number_of_trials  # deterministic model: every trial is the same
+        del number_of_trials, require_variance  # deterministic model: every trial is the same
         if self.recording is not None:
             return self._record(stimuli)
         if self.current_task == BrainModel.Task.passive:
@@ -304,7 +317,8 @@ class ConvRNNBrainModel(BrainModel):
             shifted = logits - logits.max(axis=1, keepdims=True)
             probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
             try:
-                per_label = np.stack([probabilities[:, LabelToImagenetIndices.label_to_indices(label)].mean(axis=1)
+                pool = _AGGREGATIONS[self._aggregation]
+                per_label = np.stack([pool(probabilities[:, LabelToImagenetIndices.label_to_indices(label)], axis=1)
                                       for label in self._choice_labels], axis=1)
             except AttributeError as exc:
                 raise UserError(f"label task: Brain-Score has no ImageNet classes for a label ({exc})") from None

@@ -123,11 +123,17 @@ def test_label_task_returns_the_decoders_answer(tiny, stimuli) -> None:
     probs /= probs.sum(1, keepdims=True)
     per_label = np.stack([probs[:, LabelToImagenetIndices.label_to_indices(x)].mean(1) for x in ("dog", "cat")], 1)
     assert list(model.look_at(stimuli).values[0]) == [["dog", "cat"][i] for i in per_label.argmax(1)]
+    model.start_task(BrainModel.Task.label, ["dog", "cat"], aggregation="max")  # as some benchmarks ask
+    per_label = np.stack([probs[:, LabelToImagenetIndices.label_to_indices(x)].max(1) for x in ("dog", "cat")], 1)
+    assert list(model.look_at(stimuli, number_of_trials=10).values[0]) == [["dog", "cat"][i]
+                                                                          for i in per_label.argmax(1)]
+    with pytest.raises(UserError, match="aggregation"):
+        model.start_task(BrainModel.Task.label, ["dog"], aggregation="median")
 
 
 def test_probabilities_task_is_a_logistic_readout_of_the_decoded_logits(tiny, stimuli) -> None:
     model = ConvRNNBrainModel(tiny, "tiny", {"V4": "conv5"}, progress=False)
-    model.start_task(BrainModel.Task.probabilities, stimuli)
+    model.start_task(BrainModel.Task.probabilities, fitting_stimuli=stimuli, number_of_trials=1)
     proba = model.look_at(stimuli)
     logits = _decoded(tiny, stimuli)
     scaler = StandardScaler().fit(logits)
