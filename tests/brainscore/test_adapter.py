@@ -152,3 +152,11 @@ def test_imagenet_labels_need_a_1000_way_readout() -> None:
     model = ConvRNNBrainModel(small, "small", {"V4": "conv5"})
     with pytest.raises(UserError, match="1000-way"):
         model.start_task(BrainModel.Task.label, "imagenet")
+
+
+def test_from_spec_records_with_the_neural_presentation_and_decides_with_the_trained_one() -> None:
+    model = ConvRNNBrainModel.from_spec("rgc_intermediate", {"V4": "conv5"}, input_size=SIZE, width_multiplier=0.125)
+    trained = convrnn.model_config("rgc_intermediate")
+    assert (model.times, model.image_off) == (26, 10)
+    assert (model.task_times, model.task_image_off) == (trained["times"], trained["image_off"]) == (17, 12)
+    assert model.identifier == "convrnn-rgc_intermediate" and model.visual_degrees() == 8
