@@ -117,6 +117,49 @@ def median_r(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.nanmedian(r)), r
 
 
+def compare_himalaya(source: SyntheticHvM, layer: str, bins: np.ndarray, n_bins: int, splits: Sequence,
+                     Y: np.ndarray, areas: dict[str, np.ndarray], device: str, dtype: torch.dtype | None) -> None:
+    """Our ridge vs himalaya's ``RidgeCV`` and ``KernelRidgeCV`` on the same fits: 5-fold CV (unshuffled KFold,
+    himalaya's default), one alpha per target from the 24-value grid, intercept fitted, float64 numpy backend for
+    himalaya. Ours runs twice: the estimator class (one fit at a time, like himalaya) and ``score_model``'s fit stage
+    (Gram and eigendecompositions shared across areas)."""
+    try:
+        from himalaya.backend import set_backend
+        from himalaya.kernel_ridge import KernelRidgeCV as HimKernelRidgeCV
+        from himalaya.ridge import RidgeCV as HimRidgeCV
+    except ImportError:
+        print("\nhimalaya is not installed (pip install himalaya): skipping that comparison")
+        return
+    from convrnn.neural import RidgeCV
+
+    set_backend("numpy")
+    models = {
+        "ours RidgeCV": lambda: RidgeCV(NAYEBI_RIDGE_ALPHAS, cv=5, device=device, dtype=dtype),
+        "himalaya RidgeCV": lambda: HimRidgeCV(alphas=NAYEBI_RIDGE_ALPHAS, cv=5, fit_intercept=True),
+        "himalaya KernelRidgeCV": lambda: HimKernelRidgeCV(alphas=NAYEBI_RIDGE_ALPHAS, kernel="linear", cv=5,
+                                                           fit_intercept=True),
+    }
+    seconds = dict.fromkeys(models, 0.0)
+    medians: dict[str, list[float]] = {name: [] for name in models}
+    for b in range(n_bins):
+        X = source.get(layer, int(bins[b, 0] // 10)).astype(np.float64)
+        for split in splits:
+            for cols in areas.values():
+                y_tr, y_te = Y[split.train][:, cols, b].astype(np.float64), Y[split.test][:, cols, b]
+                for name, make in models.items():
+                    t0 = time.perf_counter()
+                    pred = np.asarray(make().fit(X[split.train], y_tr).predict(X[split.test]))
+                    seconds[name] += time.perf_counter() - t0
+                    medians[name].append(median_r(pred, y_te)[0])
+    n = len(medians["ours RidgeCV"])
+    print(f"\nridge vs himalaya (5-fold CV, alpha per target, 24 alphas, float64, layer {layer}, "
+          f"{X.shape[1]} units, {len(splits[0].train)} train images) on {n} fit(s):")
+    for name in models:
+        delta = max(abs(a - b) for a, b in zip(medians[name], medians["ours RidgeCV"], strict=True))
+        print(f"  {name:24s} {seconds[name]:7.2f} s   median r {np.mean(medians[name]):.6f}   "
+              f"max |delta median r| vs ours {delta:.2e}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small smoke-test size")
@@ -129,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sk-splits", type=int, default=1, help="splits in the sklearn subset")
     parser.add_argument("--sk-areas", default=None, help="areas in the sklearn subset (default V4 full, V4,IT quick)")
     parser.add_argument("--no-ridge", action="store_true", help="skip the RidgeCV comparison")
+    parser.add_argument("--no-himalaya", action="store_true",
+                        help="skip the comparison with himalaya's RidgeCV/KernelRidgeCV (pip install himalaya)")
     parser.add_argument("--gram-dtype", default="float32", choices=["float32", "float64"],
                         help="dtype of the feature Gram products (the fits themselves run in --dtype)")
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
@@ -260,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"max |delta median r| {max(r_deltas):.2e}")
         print("  (sklearn's RidgeCV already uses one eigendecomposition of X X^T for all alphas, so the gap is "
               "small here; ours shares that decomposition across areas and the Gram across splits)")
+    if not args.no_ridge and not args.no_himalaya:
+        compare_himalaya(source, layer, bins, sk_bins, eval_splits[: args.sk_splits], Y, areas, args.device, dtype)
     print(f"\nprocess peak RSS at exit: {peak_rss_mb():.0f} MB")
     return 0
 

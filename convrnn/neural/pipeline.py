@@ -107,12 +107,13 @@ class FitConfig:
 
     ``model=None`` with synthetic data: the teacher's architecture, untrained (seed ``seed``). ``input_size`` /
     ``width`` apply to zoo/YAML models (defaults: the synthetic data's 64 px / 0.125 with synthetic data, 224 / 1
-    otherwise). ``mapping``: ``"per_bin"`` or ``"shared"`` weights. ``n_splits=None``: the scheme's default
-    (Brain-Score 10, Nayebi 5). ``min_ceiling``: bins whose area ceiling is below it are flagged unreliable and
-    not drawn. ``model_threads``: torch threads while the model runs (1: its small convolutions lose to OpenMP
-    overhead, badly so on a busy machine); ``threads``: torch threads for the fits (1 by
-    default: on a shared 2-core machine 2 threads took 107 s instead of 39 s for the synthetic demo's fits; None:
-    torch's default).
+    otherwise). ``mapping``: ``"per_bin"`` (one regression map per time bin) or ``"shared"`` (one map for all
+    bins); not to be confused with ``weights``, the checkpoint weights of a zoo/YAML model.
+    ``n_splits=None``: the scheme's default (Brain-Score 10, Nayebi 5). ``min_ceiling``: bins whose area ceiling
+    is below it are flagged unreliable and not drawn. ``model_threads``: torch threads while the model runs (1: its
+    small convolutions lose to OpenMP overhead, badly so on a busy machine); ``threads``: torch threads for the fits
+    (1 by default: on a shared 2-core machine 2 threads took 107 s instead of 39 s for the synthetic demo's fits;
+    None: torch's default).
     ``data``: ``"synthetic"``, a brainio assembly (``.nc``), or a responses array (``.npy``/``.npz``/``.h5``,
     ``[repetitions, stimuli, neurons, bins]`` in the stimulus CSV's row order) read with ``neuroids`` (CSV),
     ``bins`` (CSV or .npy, required) and ``responses_key`` (the array's name in .npz/HDF5).
@@ -468,7 +469,7 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
 
     try:
         result = score_model(features, td, layers=list(layers), areas=areas, regression=config.regression,
-                             n_components=components[layers[0]] if same else components, weights=config.mapping,
+                             n_components=components[layers[0]] if same else components, mapping=config.mapping,
                              split_scheme=config.splits, stratify_by=strata, splits=splits,
                              n_selection_splits=config.n_selection_splits, steps=list(steps),
                              convention=config.convention, min_ceiling=config.min_ceiling,

@@ -21,8 +21,8 @@ matched to step ``s // step_ms + offset`` with ``step_ms=10`` and ``offset=0`` (
 the 70-260 ms bins use steps 7-25 of the 26-step neural presentation). ``offset`` shifts all bins by whole steps;
 ``steps`` gives an explicit step per bin (e.g. for onset-relative mappings, option (b)).
 
-**Weights per bin or shared.** ``weights="per_bin"`` (default) fits one map per bin from that bin's step.
-``weights="shared"`` fits one map per layer on presentation x bin stacked samples and scores each bin with it
+**One map per bin or one shared map.** ``mapping="per_bin"`` (default) fits one map per bin from that bin's step.
+``mapping="shared"`` fits one map per layer on presentation x bin stacked samples and scores each bin with it
 (Brain-Score's temporal benchmarks); it holds all bins' features of a layer in memory, so it is meant for modest
 feature sizes.
 """
@@ -404,7 +404,7 @@ def score_model(
     n_components: int | Mapping[str, int] = 25,
     ridge_alphas: Sequence[float] | np.ndarray = NAYEBI_RIDGE_ALPHAS,
     ridge_cv: int | None = 5,
-    weights: str = "per_bin",
+    mapping: str = "per_bin",
     split_scheme: str = "brainscore",
     stratify_by: str | None = "object_name",
     splits: Sequence[Split] | None = None,
@@ -448,8 +448,8 @@ def score_model(
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose from {sorted(CONVENTIONS)}")
-    if weights not in ("per_bin", "shared"):
-        raise ValueError(f"weights must be 'per_bin' or 'shared', got {weights!r}")
+    if mapping not in ("per_bin", "shared"):
+        raise ValueError(f"mapping must be 'per_bin' or 'shared', got {mapping!r}")
     dev, dt = resolve_device(device, dtype)
     gdt = getattr(torch, gram_dtype) if isinstance(gram_dtype, str) else (gram_dtype or dt)
     if ceiling_missing is None:
@@ -505,7 +505,7 @@ def score_model(
             if missing_bins:
                 logger.warning("layer %s has no features for steps %s (bins %s): NaN there", layer,
                                [steps[b] for b in missing_bins], missing_bins)
-            if weights == "per_bin":
+            if mapping == "per_bin":
                 present = [b for b in range(n_bins) if b not in missing_bins]
                 for start in range(0, len(present), per_batch):
                     group = present[start:start + per_batch]
@@ -527,7 +527,7 @@ def score_model(
             progress(layer, li + 1, len(layers))
 
     return _tables(r_all, n_eval, layers, masks, bins, steps, ceil_area, convention, min_ceiling, td,
-                   info=dict(offset=offset, step_ms=step_ms, steps=steps, weights=weights,
+                   info=dict(offset=offset, step_ms=step_ms, steps=steps, mapping=mapping,
                              regression=regression if isinstance(regression, str) else repr(regression),
                              n_components=n_components if not isinstance(n_components, Mapping) else components,
                              constant_feature_warnings=constant, n_eval_splits=n_eval,

@@ -136,7 +136,7 @@ def test_shared_weights(make_recordings: Callable[..., dict]) -> None:
         rec = make_recordings(n_bins=2, per_bin_maps=per_bin_maps)
         assembly = from_arrays(rec["trials"], rec["stimuli"], rec["neuroids"], rec["bins"])
         source = ArrayFeatures({"x": rec["features"]}, rec["stimuli"]["stimulus_id"])
-        shared = score_model(source, assembly, weights="shared", n_selection_splits=0).scores["raw_r"]
+        shared = score_model(source, assembly, mapping="shared", n_selection_splits=0).scores["raw_r"]
         per_bin = score_model(source, assembly, n_selection_splits=0).scores["raw_r"]
         if per_bin_maps:
             assert (shared.to_numpy() < per_bin.to_numpy() - 0.1).all()
