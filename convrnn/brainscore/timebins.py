@@ -22,12 +22,15 @@ STEP_MS = 10.0
 
 
 def normalise_bins(time_bins: Iterable[Sequence[float]]) -> list[tuple[int | float, int | float]]:
-    """``time_bins`` (Brain-Score hands over a list of tuples or a MultiIndex's tuple array) -> ``[(start, end)]``.
+    """``time_bins`` (Brain-Score hands over a list of tuples, a MultiIndex's tuple array, or for one squeezed bin
+    a list holding a 0-d object array) -> ``[(start, end)]``.
 
     Each bin needs two numbers with ``end > start``; a bad bin is a :class:`UserError` that names it.
     """
     bins = []
     for item in time_bins:
+        if getattr(item, "ndim", None) == 0:  # a 0-d object array: Brain-Score's single (squeezed) time bin
+            item = item.item()  # type: ignore[union-attr]
         try:
             start, end = item
             start, end = _number(start), _number(end)

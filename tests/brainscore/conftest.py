@@ -81,8 +81,15 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                           "--shared", "--no-progress", "--out", str(fit)],
                          capture_output=True, text=True, env=env, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
+    per_bin = root / "fit_per_bin"  # fit_neural's default: one map per bin (Brain-Score's static benchmarks)
+    run = subprocess.run([str(python), str(REPO / "scripts" / "fit_neural.py"), "--data", str(root / "subset.nc"),
+                          "--stimuli", str(stimuli_csv), "--model", "rgc_intermediate", "--input-size", "64",
+                          "--width", "0.125", "--seed", "0", "--layers", "conv5", "--regions", "V4",
+                          "--no-progress", "--out", str(per_bin)],
+                         capture_output=True, text=True, env=env, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
     return dict(assembly=root / "subset.nc", stimuli_csv=stimuli_csv, scores=fit / "scores.csv",
-                best_layers=fit / "best_layers.csv", root=root)
+                best_layers=fit / "best_layers.csv", per_bin_scores=per_bin / "scores.csv", root=root)
 
 
 @pytest.fixture(scope="session")

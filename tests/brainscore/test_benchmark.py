@@ -62,3 +62,24 @@ def test_shuffled_control_scores_near_zero(v4_benchmark, teacher_score) -> None:
     values = np.asarray(shuffled.values, dtype=float)
     assert np.abs(values).max() < 0.05, values
     assert np.asarray(teacher_score.values, dtype=float).min() > 10 * np.abs(values).max()
+
+
+@pytest.mark.slow
+def test_static_benchmark_on_one_bin_equals_fit_neurals_per_bin_map(recordings) -> None:
+    """Brain-Score's static ``pls`` benchmark (one bin, ``internal_consistency``) on the 90-100 ms bin: the
+    adapter's single-bin recording scored there equals fit_neural.py's per-bin map for that bin."""
+    from convrnn.brainscore.benchmark import load_local_assembly, local_benchmark
+
+    assembly = load_local_assembly(recordings["assembly"], recordings["stimuli_csv"])
+    one_bin = assembly.isel(time_bin=[list(assembly["time_bin_start"].values).index(90)])
+    one_bin = type(assembly)(one_bin)
+    one_bin.attrs["stimulus_set"] = assembly.attrs["stimulus_set"]
+    benchmark = local_benchmark(one_bin, "V4", metric="pls", stratification_coord="category_name",
+                                identifier="convrnn.test.V4.90ms")
+    model = ConvRNNBrainModel.from_spec("rgc_intermediate", REGIONS, identifier="teacher", progress=False, **TEACHER)
+    score = score_benchmark(benchmark, model)
+    ours = pd.read_csv(recordings["per_bin_scores"])
+    ours = ours[(ours["area"] == "V4") & (ours["layer"] == "conv5") & (ours["bin"] == 90)]
+    assert len(ours) == 1
+    assert float(score.values) == pytest.approx(float(ours["score"].iloc[0]), abs=1e-4)
+    assert float(score.attrs["ceiling"].values) == pytest.approx(float(ours["ceiling"].iloc[0]), abs=1e-4)

@@ -8,6 +8,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,6 +30,9 @@ def test_ten_ms_bins_use_fit_neurals_steps() -> None:
         assert all(list(w.values()) == [1.0] for w in weights)
     assert bin_step_weights([(70, 170)], times=26) == [{t: 0.1 for t in range(7, 17)}]
     assert bin_step_weights([(72, 75)], times=26) == [{7: 1.0}]
+    squeezed = np.empty((), dtype=object)  # how Brain-Score hands over a single squeezed bin
+    squeezed[()] = (90, 100)
+    assert bin_step_weights([squeezed], times=26) == [{9: 1.0}]
     with pytest.raises(UserError, match=r"\(250, 270\) ms -> steps 25\.\.26"):
         bin_step_weights([(250, 270)], times=26)
     with pytest.raises(UserError, match=r"\(0, 10\) ms -> steps -1\.\.-1"):
