@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import numpy as np
@@ -19,6 +20,7 @@ from convrnn.data.transforms import (
     ValTransform,
     decode_resized_crop,
     draft_factor,
+    jpeg_size,
     random_resized_crop_params,
     worth_drafting,
 )
@@ -137,3 +139,22 @@ def test_pil_and_torchvision_decoders_agree(photo: tuple[bytes, Image.Image], mo
     fast = decode_resized_crop(data, box, 48, draft=False)
     monkeypatch.setattr(T, "_decode_jpeg", None)
     assert torch.equal(decode_resized_crop(data, box, 48, draft=False), fast)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "exif", "grey"])
+def test_jpeg_size_reads_what_pil_reads(kind: str) -> None:
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8))
+    if kind == "grey":
+        img = img.convert("L")
+    buf = io.BytesIO()
+    extra = {"progressive": {"progressive": True}, "exif": {"exif": Image.Exif().tobytes()}}.get(kind, {})
+    img.save(buf, "JPEG", quality=90, **extra)
+    data = buf.getvalue()
+    assert jpeg_size(data) == Image.open(io.BytesIO(data)).size == (53, 37)
+    assert jpeg_size(data[:20]) is None  # cut before the frame header: PIL decides
+
+
+def test_jpeg_size_is_none_for_other_formats() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    assert jpeg_size(buf.getvalue()) is None and jpeg_size(b"") is None and jpeg_size(b"\xff\xd8\xff\xd9") is None
