@@ -1,7 +1,8 @@
 """``search.py report --out DIR``: the paper's analysis of a study, as PNGs, a CSV and a JSON summary.
 
 - ``trials.png``: every trial's accuracy in trial order (complete trials; pruned ones at their last reported
-  value, marked apart), the mean of the last ``window`` trials and the best so far (the 2018 paper's Fig. 3b).
+  value, marked apart), the mean of the last ``window`` complete trials and the best so far (the 2018 paper's
+  Fig. 3b).
 - ``edges.png``: for each candidate feedback edge, the fraction of trials that include it in a sliding window
   of ``window`` trials, and the median accuracy of complete trials with the edge minus those without it
   (Fig. 4b).
@@ -111,18 +112,18 @@ def write_report(cfg: SearchConfig, url: str, out: Path, window: int = 50) -> li
     scored = [(t.number, _value(t), t.state) for t in trials if _value(t) is not None]
     fig, ax = plt.subplots(figsize=(8, 4))
     if scored:
-        numbers = [n for n, _, _ in scored]
-        values = [v for _, v, _ in scored]
         done = [(n, v) for n, v, s in scored if s == TrialState.COMPLETE]
         pruned = [(n, v) for n, v, s in scored if s == TrialState.PRUNED]
         if done:
             ax.scatter(*zip(*done, strict=True), s=12, color="tab:blue", label="trial (complete)")
         if pruned:
             ax.scatter(*zip(*pruned, strict=True), s=12, marker="x", color="tab:gray", label="pruned (last report)")
-        ax.plot(numbers, running_mean(values, window), color="tab:orange", label=f"mean of last {window}")
-        ax.plot(numbers, best_so_far(values, maximize), color="tab:green", label="best so far")
+        if done:  # the lines follow complete trials only: a pruned trial's last report is not a final value
+            dn, dv = [n for n, _ in done], [v for _, v in done]
+            ax.plot(dn, running_mean(dv, window), color="tab:orange", label=f"mean of last {window} complete")
+            ax.plot(dn, best_so_far(dv, maximize), color="tab:green", label="best so far")
+            summary["running_mean_last"] = running_mean(dv, window)[-1]
         ax.legend(loc="lower right", fontsize=8)
-        summary["running_mean_last"] = running_mean(values, window)[-1]
     ax.set_xlabel("trial")
     ax.set_ylabel(objectives[0])
     ax.set_title(f"{cfg.study_name}: {objectives[0]} per trial")

@@ -60,6 +60,16 @@ def test_export_median_and_best(tmp_path: Path, synthetic_root: Path) -> None:
         trial.set_user_attr("edges", [list(e) for e in point.edges])
         study.tell(trial, value)
 
+    # the report's edge statistics (Fig. 4b), by hand: conv6->conv5 is in trials 0, 2, 3 (0.5, 0.7, 0.1) and
+    # not in trial 1 (0.9); conv7->conv5 is in trials 1, 3 (0.9, 0.1) and not in 0, 2 (0.5, 0.7)
+    from convrnn.search.report import edge_statistics
+
+    stats = edge_statistics(config, study.get_trials(), window=2)
+    assert stats["conv6->conv5"]["median_with_minus_without"] == pytest.approx(0.5 - 0.9)
+    assert stats["conv7->conv5"]["median_with_minus_without"] == pytest.approx(0.5 - 0.6)
+    assert stats["conv6->conv5"]["fraction_window"] == pytest.approx([1.0, 0.5, 0.5, 1.0])
+    assert stats["conv9->conv8"]["median_with_minus_without"] is None  # never included
+
     median_yaml, best_yaml = tmp_path / "median.yaml", tmp_path / "best.yaml"
     assert search_main(["export", "--config", str(path), "--how", "median", "--top-k", "3",
                         "--out", str(median_yaml)]) == 0
