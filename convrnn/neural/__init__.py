@@ -1,8 +1,13 @@
 """Neural data and model-to-brain scoring: brainio I/O, PLS/ridge maps on torch, splits, ceilings, scoring.
 
+Stages, each depending only on the ones before: inputs (assembly, stimuli, synthetic, areas) -> features ->
+regression (gram, pls, ridge) -> fit (r[layer, bin, split, neuroid]) -> summarise (ceilings, area medians, best
+layer) -> report (pipeline, plots, cli). ``scoring.score_model`` runs fit + summarise.
+
 ``docs/neural.md`` describes the conventions reproduced here (Brain-Score, Nayebi et al.) and every default.
 """
 
+from .areas import NAYEBI_AREAS, area_masks, default_bin_steps
 from .assembly import (
     TrialData,
     average_repetitions,
@@ -16,6 +21,7 @@ from .assembly import (
     save_assembly,
     trial_array,
 )
+from .features import ArrayFeatures, FeatureSource, MemmapFeatures
 from .gram import center_gram, gram
 from .metrics import (
     CEILING_MISSING,
@@ -31,18 +37,7 @@ from .metrics import (
 )
 from .pls import ConstantFeaturesWarning, PLSRegression, pls_kernel, pls_primal
 from .ridge import BRAINSCORE_RIDGE_ALPHAS, NAYEBI_RIDGE_ALPHAS, Ridge, RidgeCV
-from .scoring import (
-    DEFAULT_MIN_CEILING,
-    NAYEBI_AREAS,
-    ArrayFeatures,
-    FeatureSource,
-    MemmapFeatures,
-    ScoringResult,
-    default_bin_steps,
-    pick_best_layers,
-    score_model,
-    time_average,
-)
+from .scoring import score_model
 from .splits import (
     SELECTION_RANDOM_STATE,
     Split,
@@ -53,6 +48,7 @@ from .splits import (
     selection_splits,
 )
 from .stimuli import load_image, load_stimulus_set, open_stimulus
+from .summarise import DEFAULT_MIN_CEILING, ScoringResult, pick_best_layers, select_best, time_average
 
 __all__ = [
     "BRAINSCORE_RIDGE_ALPHAS",
@@ -74,6 +70,7 @@ __all__ = [
     "ScoringResult",
     "Split",
     "TrialData",
+    "area_masks",
     "average_repetitions",
     "brainscore_splits",
     "center_gram",
@@ -101,6 +98,7 @@ __all__ = [
     "repetition_splits",
     "save_assembly",
     "score_model",
+    "select_best",
     "selection_splits",
     "spearman_brown",
     "split_half_ceiling",

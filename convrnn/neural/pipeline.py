@@ -56,6 +56,7 @@ from convrnn.checkpoint import CHECKPOINT_SUFFIXES, is_checkpoint_path
 from convrnn.errors import UserError
 from convrnn.graph.spec import InputTooSmallError
 from convrnn.io import atomic_write_text
+from convrnn.neural.areas import NAYEBI_AREAS, area_masks, default_bin_steps
 from convrnn.neural.assembly import (
     TrialData,
     check_trials,
@@ -70,16 +71,10 @@ from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS, nayebi_consiste
 from convrnn.neural.plots import plot_over_time
 from convrnn.neural.pls import PLSRegression
 from convrnn.neural.ridge import RidgeCV
-from convrnn.neural.scoring import (
-    DEFAULT_MIN_CEILING,
-    NAYEBI_AREAS,
-    ScoringResult,
-    area_masks,
-    default_bin_steps,
-    score_model,
-)
+from convrnn.neural.scoring import score_model
 from convrnn.neural.splits import make_splits
 from convrnn.neural.stimuli import load_stimulus_set
+from convrnn.neural.summarise import DEFAULT_MIN_CEILING, ScoringResult
 from convrnn.neural.synthetic import (
     PARAMS_FILE,
     SyntheticConfig,

@@ -59,9 +59,9 @@ import torch
 import xarray as xr
 
 from convrnn.data.synthetic_objects import SyntheticObjects
+from convrnn.neural.areas import NAYEBI_AREAS, default_bin_steps
 from convrnn.neural.assembly import from_arrays, load_assembly, save_assembly
 from convrnn.neural.features import MemmapFeatures, extract_features, torch_threads
-from convrnn.neural.scoring import NAYEBI_AREAS, default_bin_steps
 from convrnn.neural.stimuli import load_stimulus_set
 
 __all__ = [

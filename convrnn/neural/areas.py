@@ -1,0 +1,61 @@
+"""Brain areas as neuroid selectors, and the model step of each time bin: what the fit stage needs to know about
+the recordings besides the responses.
+
+An area is ``{coordinate: value or values}`` over the neuroid table (e.g. ``{"subregion": ["cIT", "aIT"]}``).
+A bin starting at ``s`` ms is matched to model step ``floor(s / step_ms) + offset`` (``docs/neural.md``,
+"Model step <-> time bin").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["NAYEBI_AREAS", "area_masks", "default_bin_steps"]
+
+logger = logging.getLogger(__name__)
+
+#: Nayebi's grouping: V4, pIT, and cIT+aIT pooled. Values select neuroids by coordinate.
+NAYEBI_AREAS: dict[str, dict[str, Any]] = {
+    "V4": {"region": "V4"},
+    "pIT": {"subregion": "pIT"},
+    "cIT/aIT": {"subregion": ["cIT", "aIT"]},
+}
+
+
+def default_bin_steps(bins: np.ndarray, *, step_ms: float = 10.0, offset: int = 0) -> list[int]:
+    """Model step for each bin: ``floor(start / step_ms) + offset`` (step t <-> [t*step_ms, (t+1)*step_ms))."""
+    return [int(np.floor(start / step_ms)) + int(offset) for start in np.asarray(bins)[:, 0]]
+
+
+def area_masks(neuroids: pd.DataFrame, areas: Mapping[str, Mapping[str, Any]] | None) -> dict[str, np.ndarray]:
+    """Area name -> boolean mask over ``neuroids`` rows (default: one area per ``region``, else all neuroids).
+
+    Areas that select no neuroid are skipped with a warning; raises ``ValueError`` if none is left and
+    ``KeyError`` when a selector names a column that ``neuroids`` lacks.
+    """
+    if areas is None:
+        if "region" not in neuroids.columns:
+            return {"all": np.ones(len(neuroids), dtype=bool)}
+        regions = pd.unique(neuroids["region"].astype(str))
+        areas = {str(r): {"region": r} for r in regions}
+    masks = {}
+    for name, selector in areas.items():
+        mask = np.ones(len(neuroids), dtype=bool)
+        for coord, wanted in selector.items():
+            if coord not in neuroids.columns:
+                raise KeyError(f"area {name!r} selects on {coord!r}, which is not a neuroid coordinate "
+                               f"(have {list(neuroids.columns)})")
+            values = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Sequence) else list(wanted)
+            mask &= neuroids[coord].astype(str).isin([str(v) for v in values]).to_numpy()
+        if not mask.any():
+            logger.warning("area %r selects no neuroids; skipped", name)
+            continue
+        masks[name] = mask
+    if not masks:
+        raise ValueError("no area selects any neuroid")
+    return masks
