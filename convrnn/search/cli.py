@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the running trial is FAIL in the study; its training process was stopped
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -151,13 +152,22 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 kwargs["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=retry_failed)
-    try:
-        with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(_postgres_driver(url), engine_kwargs=engine_kwargs, **kwargs)
-    except Exception as exn:  # connection refused, bad credentials, missing driver: say where, never the secret
-        raise UserError(f"cannot open the study storage {mask_url(url)}: {type(exn).__name__}: "
-                        f"{_scrub(str(exn))}") from None
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(_postgres_driver(url), engine_kwargs=engine_kwargs, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            # several workers creating the tables of a fresh database at once: the losers retry
+            if attempt == 4:
+                raise UserError(f"cannot create the study tables in {mask_url(url)}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exn:  # connection refused, bad credentials, missing driver: say where, not the secret
+            raise UserError(f"cannot open the study storage {mask_url(url)}: {type(exn).__name__}: "
+                            f"{_scrub(str(exn))}") from None
+    raise AssertionError("unreachable")
 
 
 def _scrub(message: str) -> str:
