@@ -13,11 +13,11 @@ the worker's wall time into
     writing the trial configs, parameter counts).
 The goal is search machinery < 5 % of the worker's time.
 
-``pruning``: the same synthetic search (the demo space, ``--steps`` steps per trial, validation every
-``--val-every``), ``--trials`` trials with the median pruner and without any, same sampler seed; it compares
-the total training steps and the best accuracy found. The goal is >= 40 % of the steps saved with a best
-accuracy within 1 point. Both searches run at once (one core each): steps and accuracies do not depend on the
-timing. Results go to ``--out`` (JSON) and a markdown summary to stdout.
+``pruning``: the same synthetic search (the demo space, ``--steps`` steps per trial, validation on
+``--val-batches`` batches every ``--val-every`` steps), ``--trials`` trials with the median pruner and without
+any, same sampler seed; it compares the total training steps and the best accuracy found. The goal is >= 40 % of
+the steps saved with a best accuracy within 1 point. Both searches run at once (one core each): steps and
+accuracies do not depend on the timing. Results go to ``--out`` (JSON) and a markdown summary to stdout.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def overhead(workdir: Path, n_trials: int) -> dict[str, Any]:
             "startup_fraction": (process - fit) / wall, "training_fraction": fit / wall}
 
 
-def pruning(workdir: Path, n_trials: int, steps: int, val_every: int) -> dict[str, Any]:
+def pruning(workdir: Path, n_trials: int, steps: int, val_every: int, val_batches: int) -> dict[str, Any]:
     runs = {}
     procs = []
     for name, pruner in (("with_pruner", {"name": "median", "n_startup_trials": 5, "n_warmup_steps": val_every}),
@@ -91,6 +91,7 @@ def pruning(workdir: Path, n_trials: int, steps: int, val_every: int) -> dict[st
         cfg = yaml.safe_load(DEMO.read_text())
         cfg["study"].update(name=f"bench_{name}", root=str(workdir / "runs"))
         cfg["trial"].update(max_steps=steps, val_every_n_steps=val_every, wandb="disabled")
+        cfg["trial"]["config"]["trainer"]["limit_val_batches"] = val_batches  # the same val images every time
         cfg["sampler"] = {"name": "tpe", "seed": 0, "n_startup_trials": 10}
         cfg["pruner"] = pruner
         procs.append((name, cfg, *_start(cfg, workdir, n_trials)))
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overhead-trials", type=int, default=3)
     p.add_argument("--trials", type=int, default=20, help="trials of each pruning search")
     p.add_argument("--steps", type=int, default=100, help="training steps per pruning-search trial")
-    p.add_argument("--val-every", type=int, default=20)
+    p.add_argument("--val-every", type=int, default=25)
+    p.add_argument("--val-batches", type=int, default=8, help="validation batches (of 32) per report")
     p.add_argument("--workdir", type=Path, help="keep the studies here (default: a temp folder)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/search.json"))
     args = p.parse_args(argv)
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
               f"training {100 * o['training_fraction']:.1f} %, trial process start-up "
               f"{100 * o['startup_fraction']:.1f} %, search machinery {100 * o['machinery_fraction']:.1f} %")
     if args.what in ("pruning", "all"):
-        r = result["pruning"] = pruning(workdir, args.trials, args.steps, args.val_every)
+        r = result["pruning"] = pruning(workdir, args.trials, args.steps, args.val_every, args.val_batches)
         for name in ("without_pruner", "with_pruner"):
             print(f"{name}: {r[name]['total_steps']} steps, best val_top1 {r[name]['best_val_top1']}, "
                   f"states {sorted(set(r[name]['states']))}")
