@@ -86,7 +86,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202  (SearchConfig, url)
         if "/" in args.study:
             raise UserError(f"--study {args.study!r}: a study name cannot contain '/'")
         cfg.study_name = args.study
-    url = resolve_url(args.storage, cfg.storage, cfg.run_dir)
+    url = resolve_url(args.storage, cfg.storage, cfg.run_dir, create=args.command == "run")
     return cfg, url
 
 

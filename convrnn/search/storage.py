@@ -95,13 +95,16 @@ def take_password(url: str) -> str:
     return text
 
 
-def resolve_url(flag: str | None, configured: str | None, run_dir: Path) -> str:
-    """``--storage``, else ``CONVRNN_SEARCH_STORAGE``, else ``study.storage``, else SQLite in the run folder;
-    its password (if any) moved into ``PGPASSWORD``."""
+def resolve_url(flag: str | None, configured: str | None, run_dir: Path, create: bool = True) -> str:
+    """``--storage``, else ``CONVRNN_SEARCH_STORAGE``, else ``study.storage``, else SQLite in the run folder
+    (created when ``create``, else it must exist); its password (if any) moved into ``PGPASSWORD``."""
     url = flag or os.environ.get(STORAGE_ENV) or configured
     if not url:
+        db = (run_dir / "study.db").resolve()
+        if not create and not db.is_file():
+            raise UserError(f"no study database {db}: start the study with `search.py run` (or pass --storage)")
         run_dir.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        url = f"sqlite:///{db}"
     return take_password(url)
 
 
