@@ -18,9 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m convrnn.demo
 
-## Every test that can run on this machine (slow ones included; gpu ones skip without CUDA), then ruff.
-test: $(STAMP)
+## Every test that can run on this machine (slow ones included; gpu ones skip without CUDA), the Brain-Score tests
+## in their own environment, then ruff.
+test: $(STAMP) $(BS_STAMP)
 	WANDB_MODE=disabled $(PY) -m pytest -q
+	$(MAKE) test-brainscore
 	$(VENV)/bin/ruff check .
 
 ## Every benchmark at its documented size (CPU; tens of minutes on 2 cores). Figures go in docs/benchmarks.md.
