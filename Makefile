@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BS_VENV := .venv-brainscore
+BS_PY := $(BS_VENV)/bin/python
+BS_STAMP := $(BS_VENV)/.installed
 
 .PHONY: install demo test lint bench clean brainscore-env test-brainscore
 
@@ -35,10 +38,6 @@ bench: $(STAMP)
 
 ## Brain-Score vision in its own environment (.venv-brainscore): it pins numpy<2 and xarray<2022.6, which the main
 ## environment cannot have. Our package is installed without its dependencies (the few it imports are listed).
-BS_VENV := .venv-brainscore
-BS_PY := $(BS_VENV)/bin/python
-BS_STAMP := $(BS_VENV)/.installed
-
 $(BS_STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(BS_VENV)
 	$(BS_PY) -m pip install -q --upgrade pip
