@@ -55,7 +55,6 @@ import convrnn
 from convrnn.checkpoint import CHECKPOINT_SUFFIXES, is_checkpoint_path
 from convrnn.errors import UserError
 from convrnn.graph.spec import InputTooSmallError
-from convrnn.io import atomic_write_text
 from convrnn.neural.areas import NAYEBI_AREAS, area_masks, default_bin_steps
 from convrnn.neural.assembly import (
     TrialData,
@@ -68,8 +67,8 @@ from convrnn.neural.assembly import (
 from convrnn.neural.checkpoint import DEFAULT_ZOO_SEED, LoadedModel, load_model
 from convrnn.neural.features import extract_features, fit_pca, torch_threads
 from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS, nayebi_consistency
-from convrnn.neural.plots import plot_over_time
 from convrnn.neural.pls import PLSRegression
+from convrnn.neural.report import write_report
 from convrnn.neural.ridge import RidgeCV
 from convrnn.neural.scoring import score_model
 from convrnn.neural.splits import make_splits
@@ -182,27 +181,6 @@ class FitResult:
 
 # ----------------------------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types; NaN/inf become null (JSON has no NaN)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, pd.DataFrame):
-        return [_jsonable(r) for r in value.to_dict(orient="records")]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    return str(value)
 
 
 def resolve_areas(neuroids: pd.DataFrame, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -727,21 +705,10 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
         )
     front = ["area", "layer", "bin", "bin_end", "step", "score", "ceiling", "raw_r"]
     rows = rows[front + [c for c in rows.columns if c not in front]]
-    paths_out = {"scores_csv": out / "scores.csv", "scores_json": out / "scores.json",
-                 "best_layers_csv": out / "best_layers.csv",
-                 "plot": out / "predictivity_over_time.png", "plot_raw": out / "raw_over_time.png"}
-    atomic_write_text(paths_out["scores_csv"], rows.to_csv(index=False))
-    atomic_write_text(paths_out["best_layers_csv"], best.to_csv(index=False))
-    plot_over_time(rows, best_of, paths_out["plot"], value="score", layer_order=layers,
-                   ylabel=f"noise-corrected predictivity ({CONVENTIONS[config.convention]})",
-                   title=f"{loaded.name}: predictivity over time", min_ceiling=config.min_ceiling)
-    plot_over_time(rows, best_of, paths_out["plot_raw"], value="raw_r", layer_order=layers, ylabel="raw r",
-                   title=f"{loaded.name}: raw r (dashed: sqrt(ceiling))", min_ceiling=config.min_ceiling,
-                   reference=None, show_ceiling=True)
     timings["write_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_all
     cfg = asdict(replace(config, synthetic=synthetic.config if synthetic is not None else None))
-    report = dict(
+    summary = dict(
         config=cfg,
         model=dict(name=loaded.name, kind=loaded.kind, **loaded.info),
         data=dict(source=config.data, n_stimuli=n, n_neuroids=len(td.neuroids),
@@ -756,6 +723,9 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
         timings=timings,
         scores=rows,
     )
-    atomic_write_text(paths_out["scores_json"], json.dumps(_jsonable(report), indent=1))
+    paths_out = write_report(out, rows, best, summary, best_of=best_of, layer_order=layers, model_name=loaded.name,
+                             convention=config.convention, min_ceiling=config.min_ceiling)
+    timings["write_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_all
     return FitResult(scoring=result, table=rows, best_layers=best, time_averaged=time_averaged, paths=paths_out,
                      timings=timings, synthetic=synthetic)
