@@ -21,10 +21,10 @@ neural presentation (26 steps, image off at 10), on the written PNGs through the
 Site n of teacher layer L reads ``signal[s, n, b] = X_{L, t_b}[s] . w_n`` with one weight vector w_n over the units
 of L, a Gaussian mix of the layer's top ``readout_rank`` (default 8) principal axes, shared by every bin, scaled
 so the site's signal has unit variance averaged over bins. Step t_b is
-:func:`convrnn.neural.scoring.default_bin_steps` (``bin_start // 10 + offset``, offset 0: steps 7..25), the
-mapping that ``score_model`` uses by default. Layer per area (Nayebi's best layers for intermediate models, spec
-§1.4): V4 -> conv5/conv6, pIT -> conv7/conv8, cIT -> conv9, aIT -> conv10 (sites alternate between the two
-V4 / pIT layers).
+:func:`convrnn.neural.areas.default_bin_steps` (``bin_start // 10 + offset``, offset 0: steps 7..25), the
+bin -> step rule that ``score_model`` uses by default. Layer per area (Nayebi's best layers for intermediate models;
+docs/neural.md, "Synthetic ventral-stream data"): V4 -> conv5/conv6, pIT -> conv7/conv8, cIT -> conv9,
+aIT -> conv10 (sites alternate between the two V4 / pIT layers).
 
 **Noise and the analytic ceiling.** Trial noise is Gaussian with variance sigma^2 per (site, bin). With signal
 variance s^2 across stimuli and R trials, the mean of a half (R/2 trials) has noise variance 2 sigma^2 / R, so the
