@@ -70,7 +70,11 @@ def brainscore_splits(
 
 
 def nayebi_splits(n_stimuli: int, *, n_splits: int = 5, train_frac: float = 0.8, start_seed: int = 0) -> list[Split]:
-    """``brainmodel_utils`` splits: permutation with seed s, first ``ceil(train_frac * N)`` stimuli train."""
+    """``brainmodel_utils`` splits: permutation with seed s, first ``ceil(train_frac * N)`` stimuli train.
+
+    Kept as our own code (not an sklearn splitter) because it reproduces Nayebi et al.'s protocol exactly: one
+    ``np.random.RandomState(seed).permutation`` per seed and a ceil-rounded train size, which no sklearn splitter
+    yields. The Brain-Score and repetition splits use sklearn's splitters directly."""
     splits = []
     n_train = int(math.ceil(train_frac * n_stimuli))
     for seed in range(start_seed, start_seed + n_splits):
