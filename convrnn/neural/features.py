@@ -21,6 +21,7 @@ from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
 from convrnn.graph.model import ConvRNN
+from convrnn.io import atomic_open, atomic_write_text
 from convrnn.neural.stimuli import load_image as _load_pil
 from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
 from convrnn.threads import torch_threads
@@ -98,9 +99,10 @@ class MemmapFeatures:
         root = Path(root)
         (root / layer).mkdir(parents=True, exist_ok=True)
         if stimulus_ids is not None:
-            (root / "stimulus_ids.txt").write_text("\n".join(str(s) for s in stimulus_ids) + "\n")
+            atomic_write_text(root / "stimulus_ids.txt", "\n".join(str(s) for s in stimulus_ids) + "\n")
         path = root / layer / f"step_{int(step)}.npy"
-        np.save(path, np.asarray(array))
+        with atomic_open(path, "wb") as handle:
+            np.save(handle, np.asarray(array))
         return path
 
     @property
@@ -272,7 +274,5 @@ def extract_features(model: ConvRNN, image_paths: Sequence[str | os.PathLike], s
         array.flush()
         del arrays[(layer, t)], array
         os.replace(out_dir / layer / f"step_{t}.npy.partial", out_dir / layer / f"step_{t}.npy")
-    ids_tmp = out_dir / "stimulus_ids.txt.partial"
-    ids_tmp.write_text("\n".join(str(s) for s in stimulus_ids) + "\n")
-    os.replace(ids_tmp, out_dir / "stimulus_ids.txt")
+    atomic_write_text(out_dir / "stimulus_ids.txt", "\n".join(str(s) for s in stimulus_ids) + "\n")
     return MemmapFeatures(out_dir)
