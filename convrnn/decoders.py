@@ -1,4 +1,4 @@
-"""Readouts over time (spec §6.3): which step's logits answer, given logits [T, B, K]."""
+"""Readouts over time (docs/models.md, 'Decoders'): which step's logits answer, given logits [T, B, K]."""
 
 from __future__ import annotations
 

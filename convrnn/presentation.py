@@ -1,4 +1,4 @@
-"""Presentation schedules (spec §6.2): what conv1 sees at each step.
+"""Presentation schedules (docs/models.md, 'Unrolling'): what conv1 sees at each step.
 
 A schedule is a function step → frame, so a 26-step movie is never materialised. The blank is a *batch-1*
 tensor: the unroller notices that it does not depend on the image and computes on it once per batch.

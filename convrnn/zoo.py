@@ -21,7 +21,7 @@ SMALL = {"input_size": 64, "width_multiplier": 0.125, "num_classes": 10}
 
 
 def list_models() -> list[str]:
-    """Names of the registered architectures (the release's names, spec §9)."""
+    """Names of the registered architectures (the release's names, docs/models.md, 'The zoo')."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 

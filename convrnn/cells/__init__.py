@@ -1,4 +1,7 @@
-"""Layer-local recurrent cells (spec §4). All share `RecurrentCell`'s interface; `build_cell` picks one by name."""
+"""Layer-local recurrent cells (docs/models.md, 'Cells').
+
+All share `RecurrentCell`'s interface; `build_cell` picks one by name.
+"""
 
 from __future__ import annotations
 

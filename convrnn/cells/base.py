@@ -26,7 +26,8 @@ def activation(name: str | None) -> nn.Module:
 
 
 def make_layer_norm(channels: int) -> nn.GroupNorm:
-    """TF-contrib layer norm: statistics over (C, H, W) per sample, per-channel γ/β, ε = 1e-12 (spec §1)."""
+    """TF-contrib layer norm: statistics over (C, H, W) per sample, per-channel γ/β, ε = 1e-12
+    (docs/models.md, 'Conventions')."""
     return nn.GroupNorm(1, channels, eps=1e-12)
 
 

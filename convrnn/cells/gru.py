@@ -1,4 +1,4 @@
-"""Convolutional GRU (spec §4.5). The release adds its "forget bias" 1.0 to the *reset* gate."""
+"""Convolutional GRU (docs/models.md, 'Cells'). The release adds its "forget bias" 1.0 to the *reset* gate."""
 
 from __future__ import annotations
 

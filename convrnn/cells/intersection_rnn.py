@@ -1,4 +1,4 @@
-"""Intersection RNN (spec §4.7): a carried state h and a separate output y that mixes in the input."""
+"""Intersection RNN (docs/models.md, 'Cells'): a carried state h and a separate output y that mixes in the input."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Convolutional LSTM (spec §4.4): one conv on [a, h_{t−1}] → (i, j, f, o), optional spatial peepholes and LN.
+"""Convolutional LSTM (docs/models.md, 'Cells'): one conv on [a, h_{t−1}] → (i, j, f, o), optional spatial
+peepholes and LN.
 
-Choices where the spec is silent: peepholes start at zero; with layer norm on, each of i, j, f, o is normalised
+Choices where the release is silent: peepholes start at zero; with layer norm on, each of i, j, f, o is normalised
 before the forget bias and peephole terms are added, and the normalised c_t is what is carried (as TF's
 LayerNormBasicLSTMCell does).
 """

@@ -1,4 +1,4 @@
-"""Reciprocal gated cell (RGC, spec §4.1–§4.3 and the search knobs of §8.2).
+"""Reciprocal gated cell (RGC, docs/models.md, 'Cells').
 
 Two leaky, gated integrators that gate each other: the memory c is gated by the previous output h, and the
 output h by the previous memory c. One class covers the whole search space; `rgc_shallow` and the released
@@ -86,7 +86,7 @@ class RGCSettings:
 
 
 PRESETS: dict[str, RGCSettings] = {
-    # spec §4.2: all kernels 3×3 and full, 1−σ(·) factors, no biases anywhere, GU init, L2 1e-4
+    # docs/models.md, 'Cells': all kernels 3×3 and full, 1−σ(·) factors, no biases anywhere, GU init, L2 1e-4
     "rgc_shallow": RGCSettings(
         cell_depth=None, tau_kernel=3, gate_kernel=3, ff_kernel=3, in_out_kernel=0,
         tau_separable=False, gate_separable=False, ff_separable=False,
@@ -96,7 +96,7 @@ PRESETS: dict[str, RGCSettings] = {
         input_to_cell=True, input_to_out=True, out_residual=False, residual_to_out_gate=True,
         conv_bias=False, kernel_init="glorot_uniform", weight_decay=1e-4, clip_kernels="all",
     ),
-    # spec §4.3 (median_rgcell_cfg) with the release's feedback override (§5): 1×1, full, identity, into U_h
+    # docs/models.md, 'Cells' (median_rgcell_cfg) + the release's feedback ('Feedback'): 1×1, full, identity, into U_h
     "median": RGCSettings(
         cell_depth=64, tau_kernel=7, gate_kernel=7, ff_kernel=2, in_out_kernel=3, feedback_kernel=1,
         tau_separable=True, gate_separable=True, ff_separable=False, in_out_separable=False,
@@ -109,7 +109,7 @@ PRESETS: dict[str, RGCSettings] = {
         conv_bias=True, kernel_init={"variance_scaling": 0.6393}, weight_decay=2.034e-4,
     ),
 }
-# what the median config itself says about feedback, before the release overrode it (spec §5)
+# what the median config itself says about feedback, before the release overrode it (docs/models.md, 'Feedback')
 PRESETS["median_search_feedback"] = replace(
     PRESETS["median"], feedback_kernel=8, feedback_separable=True, feedback_activation="elu", feedback_entry="input",
 )
@@ -203,7 +203,8 @@ class ReciprocalGatedCell(RecurrentCell):
                                      else (s.gate_kernel, s.gate_separable))
                 self.residual_terms[term] = conv(Cx, target, kernel, separable)
         self.input_terms = nn.ModuleDict({k: v for k, v in self.input_terms.items() if v is not None})
-        # bypass S(x): identity when depths match, else a 1×1 projection with no bias, GU init and no L2 (spec §4.3)
+        # bypass S(x): identity when depths match, else a 1×1 projection, no bias, GU init, no L2
+        # (docs/models.md, 'The node')
         self.out_residual = s.out_residual and Cx > 0
         self.residual_projection = (SameConv2d(Cx, C, 1, bias=False, init="glorot_uniform")
                                     if self.out_residual and Cx != C else None)

@@ -1,4 +1,4 @@
-"""Vanilla ConvRNN ("ConvNormBasicCell", spec §4.8): h_t = ELU(LN(W_x∗a + b_x + W_h∗h_{t−1} + b_h))."""
+"""Vanilla ConvRNN ("ConvNormBasicCell", docs/models.md, 'Cells'): h_t = ELU(LN(W_x∗a + b_x + W_h∗h_{t−1} + b_h))."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Time-decay memory (spec §4.9): h_t = m·h_{t−1} + a_t with one trainable scalar m per layer, initialised to 0.
+"""Time-decay memory (docs/models.md, 'Cells'): h_t = m·h_{t−1} + a_t with one trainable scalar m per layer,
+initialised to 0.
 
 m is unconstrained, as in the release (the paper may use m = e^{−1/τ}; not verified), so the layer is purely
 feed-forward at initialisation.

@@ -1,4 +1,4 @@
-"""Update-gate RNN (spec §4.6): [ĝ, ĉ] = W∗[a, h] + b; g = σ(ĝ + 1); h_t = g⊙h + (1−g)⊙tanh(ĉ)."""
+"""Update-gate RNN (docs/models.md, 'Cells'): [ĝ, ĉ] = W∗[a, h] + b; g = σ(ĝ + 1); h_t = g⊙h + (1−g)⊙tanh(ĉ)."""
 
 from __future__ import annotations
 

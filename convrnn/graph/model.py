@@ -1,4 +1,4 @@
-"""The ConvRNN module and its unroller (spec §6).
+"""The ConvRNN module and its unroller (docs/models.md, 'Unrolling').
 
 Biological unrolling: every edge takes one step; at step t each node reads its predecessors' outputs from t−1
 (conv1 reads frame t) and its own state. Two exact savings make it cheaper than the naive loop:
@@ -82,7 +82,8 @@ class ConvRNN(nn.Module):
         self._distances = self._all_distances()
         self.arrival = {name: min((self._distances[src][name] for src in self.layer_names
                                    if self.ff_input[src] == "image"), default=INF) for name in self.layer_names}
-        self.register_buffer("decoder_beta", torch.tensor(1.0))  # tmaxconf β (spec §6.3: inert, 1 if unknown)
+        # tmaxconf β (docs/models.md, 'Decoders': inert, 1 if unknown)
+        self.register_buffer("decoder_beta", torch.tensor(1.0))
 
 
     # ----------------------------------------------------------------------------------------- graph facts
@@ -109,7 +110,7 @@ class ConvRNN(nn.Module):
         return distances
 
     def first_image_step(self, name: str) -> int:
-        """The first step at which `name`'s output depends on the image (conv_l: l−1; spec §6.1)."""
+        """The first step at which `name`'s output depends on the image (conv_l: l−1; docs/models.md, 'Unrolling')."""
         return self.arrival[name]
 
     def last_needed_steps(self, times: int, targets: list[str]) -> dict[str, int]:

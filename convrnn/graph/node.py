@@ -1,4 +1,4 @@
-"""One node of the graph: harbor → pre-memory conv → cell (or identity) → post-memory (spec §2)."""
+"""One node of the graph: harbor → pre-memory conv → cell (or identity) → post-memory (docs/models.md, 'The node')."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class Node(nn.Module):
         self.skip = None
         self.residual = bool(post.residual)
         if self.residual:
-            # S(x): identity when shapes match, else 1×1 without bias, GU init, no weight decay (spec §3.2)
+            # S(x): identity when shapes match, else 1×1, no bias, GU init, no weight decay (docs/models.md, 'The node')
             self.skip = nn.Identity() if in_channels == channels else SameConv2d(in_channels, channels, 1,
                                                                                  bias=False)
         self.post_activation = activation(post.activation)

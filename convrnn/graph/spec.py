@@ -114,7 +114,7 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         raise ConfigError(f"presentation must be one of {PRESENTATIONS}, got {cfg['presentation']!r}")
     if cfg["unroll"] not in UNROLLS:
         raise ConfigError(f"unroll must be one of {UNROLLS}, got {cfg['unroll']!r}")
-    if cfg["presentation"] == "neural":  # the 26-step neural-comparison schedule (spec §6.2)
+    if cfg["presentation"] == "neural":  # the 26-step neural-comparison schedule (docs/models.md, 'Unrolling')
         cfg["times"] = overrides.get("times") or 26
         cfg["image_off"] = overrides.get("image_off") or 10
         cfg["presentation"] = "default"
@@ -188,7 +188,7 @@ def resolve_graph(raw: dict[str, Any], **overrides: Any) -> dict[str, Any]:
         edges.append({"source": edge["source"], "target": edge["target"]})
     cfg["feedback"] = edges
     if cfg.get("decoder_window_start") is None:
-        cfg["decoder_window_start"] = len(names)  # N = number of nodes (spec §6.3)
+        cfg["decoder_window_start"] = len(names)  # N = number of nodes (docs/models.md, 'Decoders')
     return cfg
 
 

@@ -1,4 +1,4 @@
-"""Convolutions and pools with TensorFlow "SAME"/"VALID" padding (spec §1).
+"""Convolutions and pools with TensorFlow "SAME"/"VALID" padding (docs/models.md, 'Conventions').
 
 TF pads floor(p/2) before and the rest after, which differs from PyTorch's symmetric padding for even kernels
 and for stride 2 on even maps (7×7/2 on 224: 2 before, 3 after). Getting this right is what makes exactness
@@ -28,7 +28,8 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class WeightDecayMixin:
-    """Remembers which of a module's own parameters the release decays, and by how much (spec §1)."""
+    """Remembers which of a module's own parameters the release decays, and by how much
+    (docs/models.md, 'Conventions')."""
 
     def set_weight_decay(self, **decays: float) -> None:
         self._weight_decay = {name: float(value) for name, value in decays.items() if value}
@@ -41,7 +42,7 @@ class SameConv2d(WeightDecayMixin, nn.Module):
     """2-D convolution with TF padding, TF initialisers and per-tensor weight decay.
 
     `clip_to`, when given, clips the kernel to that feature-map size: the RGC code does this, and it only
-    matters for 128-px inputs where late maps are 4×4 (spec §1).
+    matters for 128-px inputs where late maps are 4×4 (docs/models.md, 'Conventions').
     """
 
     def __init__(
@@ -102,7 +103,8 @@ class SameConv2d(WeightDecayMixin, nn.Module):
 
 
 class SeparableConv2d(nn.Module):
-    """Depthwise k×k (multiplier 1, no bias) then pointwise 1×1 with bias, nothing in between (spec §4)."""
+    """Depthwise k×k (multiplier 1, no bias) then pointwise 1×1 with bias, nothing in between
+    (docs/models.md, 'Cells')."""
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""TensorFlow initialisers (spec §1): the released models were trained with TF's fan-in conventions."""
+"""TensorFlow initialisers (docs/models.md, 'Conventions'): the released models were trained with TF's fan-in
+conventions."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Training: the LightningModule, optimiser/schedule, callbacks, loggers and the ``train.py`` CLI.
 
-Lightning is imported from ``lightning.pytorch`` only (never ``pytorch_lightning``; ecosystem §2.1).
+Lightning is imported from ``lightning.pytorch`` only (never ``pytorch_lightning``).
 """
 
 from convrnn.training.module import ConvRNNModule, InvalidTrainingConfig, NonFiniteLossError, unpack_batch

@@ -1,6 +1,6 @@
 """The LightningModule that trains any zoo model or YAML graph on image classification.
 
-Why these choices (spec §7 says what the release did; the rest is ours and documented in docs/training.md):
+Why these choices (docs/training.md, 'Hyperparameters: what the release says and what we chose'):
 - the loss is cross-entropy on the decoder output by default (the release's "last step" for plain models),
   or on every step of a window / a weighted sum over steps, because losses over time are a common variant;
 - validation counts correct answers per time step, since accuracy over time is what this field looks at;
@@ -202,7 +202,7 @@ class ConvRNNModule(pl.LightningModule):
         if self.hparams.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:
-            # in place: the module keeps its own state-dict keys (no `_orig_mod.` prefix, ecosystem §2.6)
+            # in place: the module keeps its own state-dict keys (no `_orig_mod.` prefix)
             self.model.compile(**dict(self.hparams.compile_kwargs or {}))
             self._compiled = True
 

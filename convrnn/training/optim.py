@@ -1,8 +1,8 @@
 """Optimiser and learning-rate schedule for ConvRNN training.
 
-Why a module of its own: the release's weight decay is per tensor (spec §1, §7), so the optimiser must be
-built from ``model.parameter_groups()`` rather than from ``model.parameters()`` with one global decay, and
-the schedule is a pure function of the optimiser step (so it resumes exactly and works for any run length).
+Why a module of its own: the release's weight decay is per tensor (docs/models.md, 'Conventions'), so the
+optimiser must be built from ``model.parameter_groups()`` rather than from ``model.parameters()`` with one global
+decay, and the schedule is a pure function of the optimiser step (so it resumes exactly and works for any run length).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def build_optimizer(groups: Iterable[dict[str, Any]], name: OptimizerName = "sgd
                     betas: Sequence[float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     """SGD (optionally Nesterov, as the release's lstm_shallow) or AdamW over weight-decay groups.
 
-    For SGD the decay is the coupled L2 gradient λ·w, which equals TF's ``l2_regularizer(λ)`` (spec §1). For
-    AdamW it is the decoupled decay, which is not what the release did; it is there for experiments.
+    For SGD the decay is the coupled L2 gradient λ·w, which equals TF's ``l2_regularizer(λ)`` (docs/models.md,
+    'Conventions'). For AdamW it is the decoupled decay, which is not what the release did; it is there for experiments.
     """
     groups = list(groups)
     if name == "sgd":

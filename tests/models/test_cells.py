@@ -1,4 +1,4 @@
-"""Every cell against an independent step-by-step computation of its spec equations (§4.2–§4.9).
+"""Every cell against an independent step-by-step computation of its equations (docs/models.md, 'Cells').
 
 The references below use only F.conv2d with explicit TF-SAME pads (written out in PAD), hand-written layer
 norm, ELU and sigmoid, and the cell's own parameter tensors (never its forward code). Biases, peepholes and LN
@@ -26,9 +26,9 @@ from convrnn.cells.rgc import build_rgc
 
 B = 2
 STEPS = 4
-# TF "SAME" at stride 1: (before, after) for each kernel size (spec §1), written out
+# TF "SAME" at stride 1: (before, after) for each kernel size (docs/models.md, 'Conventions'), written out
 PAD = {1: (0, 0), 2: (0, 1), 3: (1, 1), 4: (1, 2), 5: (2, 2), 7: (3, 3), 8: (3, 4)}
-MEDIAN_TAU = 0.9219348064291611  # spec §4.3: o_τ = −k_τ
+MEDIAN_TAU = 0.9219348064291611  # docs/models.md, 'Cells': o_τ = −k_τ
 MEDIAN_GATE = 0.7006566684988862  # o_g = −k_g
 
 
@@ -54,7 +54,8 @@ def elu(z):
 
 
 def tf_layer_norm(z, gamma, beta, eps=1e-12):
-    """TF-contrib layer norm: stats over (C, H, W) of each sample, per-channel affine (spec §1)."""
+    """TF-contrib layer norm: stats over (C, H, W) of each sample, per-channel affine
+    (docs/models.md, 'Conventions')."""
     mean = z.mean(dim=(1, 2, 3), keepdim=True)
     var = ((z - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
     return (z - mean) / torch.sqrt(var + eps) * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
@@ -140,7 +141,7 @@ def test_tf_layer_norm_is_not_per_position_channel_norm(prepared):
 LSTM_CASES = {
     # lstm_intermediate: k=3, forget bias 1, no peepholes, no LN
     "intermediate": dict(kernel_size=3, forget_bias=1.0, bias_init=0.0, peepholes=False, layer_norm=False),
-    # lstm_shallow conv3/conv4/conv5 settings (spec §4.4 table), small depths
+    # lstm_shallow conv3/conv4/conv5 settings (docs/models.md, 'Choices where the release is silent'), small depths
     "shallow_conv3": dict(
         kernel_size=2, forget_bias=1.3562, bias_init=1.6428, peepholes=False, layer_norm=True
     ),
@@ -288,7 +289,7 @@ def test_time_decay(prepared):
 # --------------------------------------------------------------------------------- RGC: rgc_shallow
 @pytest.mark.parametrize("size", [(5, 5), (2, 2)])
 def test_rgc_shallow(prepared, size):
-    """Spec §4.2; on a 2×2 map the 3×3 kernels are clipped to 2×2 (pads 0 before, 1 after)."""
+    """docs/models.md, 'Cells'; on a 2×2 map the 3×3 kernels are clipped to 2×2 (pads 0 before, 1 after)."""
     C, Cx = 4, 3
     cell = prepared(build_rgc(C, C, size, residual_channels=Cx, preset="rgc_shallow"))
     k = min(3, size[0])
@@ -324,7 +325,7 @@ def test_rgc_shallow(prepared, size):
 
 # -------------------------------------------------------------------------------------- RGC: median
 def median_reference(cell, Cc, entry="out", search_feedback=False):
-    """Spec §4.3 (+ §5 feedback) written out."""
+    """The median cell with the release's feedback (docs/models.md, 'Cells', 'Feedback') written out."""
     W_ac, b_ac = cell.input_to_cell.weight, cell.input_to_cell.bias
     W_ah, b_ah = cell.input_to_out.weight, cell.input_to_out.bias
     proj = cell.residual_projection
@@ -382,7 +383,7 @@ def test_rgc_median(prepared, residual_ch, feedback_ch, entry):
             feedback_entry=entry,
         )
     )
-    # shapes (spec §4.3): 2×2 full ff conv, 3×3 full in→out conv, 7×7 depthwise-separable tau/gate convs
+    # shapes (docs/models.md, 'Cells'): 2×2 full ff conv, 3×3 full in→out conv, 7×7 depthwise-separable tau/gate convs
     assert cell.input_to_cell.weight.shape == (Cc, C, 2, 2)
     assert cell.input_to_out.weight.shape == (C, C, 3, 3)
     for module, cin, cout in [
@@ -474,7 +475,7 @@ def test_rgc_median_defaults_and_init():
 
 
 def test_rgc_kernel_clipping_on_small_maps():
-    """On a 4×4 map the 7×7 separable kernels shrink to 4×4 (spec §1)."""
+    """On a 4×4 map the 7×7 separable kernels shrink to 4×4 (docs/models.md, 'Conventions')."""
     cell = build_rgc(8, 8, (4, 4), residual_channels=8, preset="median", cell_depth=4)
     for module in (cell.cell_tau, cell.cell_gate, cell.out_tau, cell.out_gate):
         assert module.depthwise.weight.shape[-2:] == (4, 4)
@@ -489,7 +490,7 @@ def test_rgc_kernel_clipping_on_small_maps():
 def test_rgc_median_full_convs_are_not_clipped():
     cell = build_rgc(8, 8, (2, 2), residual_channels=8, preset="median", cell_depth=4)
     assert cell.out_tau.depthwise.weight.shape[-2:] == (2, 2)  # separable: clipped
-    assert cell.input_to_out.weight.shape[-2:] == (3, 3)  # full: spec says not clipped
+    assert cell.input_to_out.weight.shape[-2:] == (3, 3)  # full: the release does not clip it
 
 
 # ---------------------------------------------------------------------------- state shapes, factory

@@ -1,7 +1,7 @@
-"""TF-"SAME" convs and pools, TF initialisers and kernel clipping (spec §1).
+"""TF-"SAME" convs and pools, TF initialisers and kernel clipping (docs/models.md, 'Conventions').
 
-Expected values are written out from the spec (TF puts floor(p/2) before and the rest after), never computed
-with the implementation's own helpers.
+Expected values are written out from docs/models.md, 'Conventions' (TF puts floor(p/2) before and the rest
+after), never computed with the implementation's own helpers.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from convrnn.layers import (
 )
 from convrnn.layers.init import init_tensor
 
-# (size, kernel, stride) → (before, after), from spec §1
+# (size, kernel, stride) → (before, after), from docs/models.md, 'Conventions'
 TF_SAME_PADS = [
     ((224, 7, 2), (2, 3)),  # 7×7/2 on 224: PyTorch padding=3 would be shifted by one pixel
     ((9, 2, 1), (0, 1)),

@@ -1,6 +1,6 @@
-"""Biological unrolling (spec §6): timing of the image and of each feedback edge, the blank schedule, movies,
-optimised vs naive unrolling, an explicit reference schedule, the engineering unroller, harbor resizing and
-the decoders (§6.3).
+"""Biological unrolling (docs/models.md, 'Unrolling'): timing of the image and of each feedback edge, the blank
+schedule, movies, optimised vs naive unrolling, an explicit reference schedule, the engineering unroller, harbor
+resizing and the decoders (docs/models.md, 'Decoders').
 
 Biases, LN affines, peepholes and time-decay scalars are randomised (fixture `randomize`) so that the activity
 before the image arrives is nonzero: "does not depend on the image" is then a real statement, not 0 == 0.
@@ -49,7 +49,8 @@ TOL = dict(rtol=1e-10, atol=1e-10)
 
 
 def readout_arrival(name: str) -> int:
-    """Spec §6.1: imnetds first sees the image at t = 5 (shallow, 6 nodes) or 10 (intermediate, 11 nodes)."""
+    """docs/models.md, 'Unrolling': imnetds first sees the image at t = 5 (shallow, 6 nodes) or 10
+    (intermediate, 11 nodes)."""
     return 5 if name.endswith("shallow") else 10
 
 
@@ -86,7 +87,8 @@ def test_readout_first_depends_on_image_at_expected_step(name, small_model, rand
     ],
 )
 def test_every_layer_first_depends_on_image_at_l_minus_1(name, layers, small_model, randomize, images):
-    """conv_l's first image-driven output is at t = l − 1 (0-indexed), imnetds at N − 1 (spec §6.1)."""
+    """conv_l's first image-driven output is at t = l − 1 (0-indexed), imnetds at N − 1
+    (docs/models.md, 'Unrolling')."""
     model = randomize(small_model(name))
     assert model.layer_names == layers
     x = images(model)
@@ -100,7 +102,7 @@ def test_every_layer_first_depends_on_image_at_l_minus_1(name, layers, small_mod
 
 
 # ---------------------------------------------------------------------------------- feedback timing
-# spec §6.2 [D]: (target, source, step at which the feedback first carries image information)
+# docs/models.md, 'Unrolling': (target, source, step at which the feedback first carries image information)
 FEEDBACK_TIMING = [
     ("conv5", "conv8", 8),
     ("conv6", "conv7", 7),
@@ -163,8 +165,8 @@ def test_feedback_edges_first_carry_image_information(optimize, small_model, ran
 def test_feedback_weights_matter_from_t1_with_biases_and_from_t8_at_init(small_model, randomize, images):
     """conv5's feedback path (cell.feedback, from conv8). At initialisation all biases are 0, so conv8 is
     silent until the image reaches it (t = 7) and zeroing W_fb only changes conv5 from t = 8. With nonzero
-    biases conv8 is active from t = 0 (nodes compute on zero inputs, spec §6.1), so W_fb matters from t = 1,
-    and never at t = 0 (conv5 receives a zero tensor then)."""
+    biases conv8 is active from t = 0 (nodes compute on zero inputs, docs/models.md, 'Unrolling'), so W_fb
+    matters from t = 1, and never at t = 0 (conv5 receives a zero tensor then)."""
     x = images(small_model("rgc_intermediate"))
     for randomized, first in [(False, 8), (True, 1)]:
         torch.manual_seed(0)
@@ -182,8 +184,8 @@ def test_feedback_weights_matter_from_t1_with_biases_and_from_t8_at_init(small_m
 
 # --------------------------------------------------------------- explicit reference of the schedule
 def reference_unroll(model, frames, times, engineering=False):
-    """Spec §6.1 written out, using the nodes as black boxes: synchronous update from t−1 outputs (zeros at
-    t = 0), conv1 reads frame t. Engineering: a full feed-forward pass per step, feedback from t−1."""
+    """docs/models.md, 'Unrolling' written out, using the nodes as black boxes: synchronous update from t−1
+    outputs (zeros at t = 0), conv1 reads frame t. Engineering: a full feed-forward pass per step, feedback from t−1."""
     names = model.layer_names
     batch = frames[0].shape[0]
     states = {n: model.nodes[n].initial_state(batch, frames[0].device, frames[0].dtype) for n in names}
@@ -305,7 +307,8 @@ def test_blank_schedule_conv1_sees_blank_after_image_off(optimize, small_model, 
     model = randomize(small_model("rgc_intermediate"))
     x = images(model)
     k, T = 4, 12
-    blank = torch.full((1, 3, 64, 64), 0.5, dtype=torch.float64)  # 0.5 in normalised space (spec §1)
+    # 0.5 in normalised space (docs/models.md, 'Conventions')
+    blank = torch.full((1, 3, 64, 64), 0.5, dtype=torch.float64)
     with torch.no_grad():
         feats = model(x, times=T, image_off=k, optimize=optimize, return_features=["conv1"]).features["conv1"]
         other = model(x.flip(0), times=T, image_off=k, optimize=optimize, return_features=["conv1"]).features[
@@ -373,7 +376,7 @@ def test_constant_presentation_equals_constant_movie(small_model, randomize, ima
 
 @pytest.mark.parametrize(("name", "times"), [("rgc_intermediate", 17), ("gru_shallow", 16)])
 def test_image_off_cannot_affect_default_imagenet_readout(name, times, small_model, randomize, images):
-    """Spec §6.2 [D]: a blank entering conv1 at t ≥ 12 reaches imnetds at t ≥ 22 (intermediate) / 17
+    """docs/models.md, 'Unrolling': a blank entering conv1 at t ≥ 12 reaches imnetds at t ≥ 22 (intermediate) / 17
     (shallow), so the default schedule gives the same logits at every step as holding the image throughout."""
     model = randomize(small_model(name))
     x = images(model)

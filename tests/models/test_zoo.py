@@ -1,5 +1,5 @@
-"""The model zoo (spec §3, §4, §9.2): names, exact parameter counts, architecture shapes at 224 px,
-weight-decay groups, initialisers, forward + backward at a small size, overrides and YAML paths.
+"""The model zoo (docs/models.md, 'Backbones', 'Cells', 'The zoo'): names, exact parameter counts, architecture
+shapes at 224 px, weight-decay groups, initialisers, forward + backward at a small size, overrides and YAML paths.
 
 Full-size checks build on the `meta` device: structure and parameter shapes without allocating or initialising
 weights, so the 15 M–85 M-parameter models cost milliseconds.
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: The release's configs/lstm_shallow.npz, every value at full precision (read with numpy from the release)
 LSTM_SHALLOW_NPZ = json.loads((Path(__file__).parent / "fixtures" / "release_lstm_shallow_npz.json").read_text())
 
-# spec §9.2 [D]
+# docs/models.md, 'The zoo'
 PARAM_COUNTS = {
     "timedecay_shallow": 4_197_739,
     "timedecay_intermediate": 16_403_439,
@@ -40,7 +40,8 @@ PARAM_COUNTS = {
     "rgc_shallow": 23_956_840,
     "rgc_intermediate": 15_445_800,
 }
-# variants share their base's graph (spec §3.2/§3.3: identical JSON); name → (base, times, image_off, decoder)
+# variants share their base's graph (identical release JSON; docs/models.md, 'The zoo');
+# name → (base, times, image_off, decoder)
 VARIANTS = {
     "rgc_intermediate_dthresh": ("rgc_intermediate", 17, 12, "dthresh"),
     "rgc_intermediate_tmaxconf": ("rgc_intermediate", 17, 12, "tmaxconf"),
@@ -80,12 +81,12 @@ def test_parameter_count_matches_spec(name):
     model = meta_model(name)
     base = VARIANTS[name][0] if name in VARIANTS else name
     assert n_params(model) == PARAM_COUNTS[base]
-    # the tmaxconf β is not a parameter (spec §9.2 excludes it; it gets no gradient)
+    # the tmaxconf β is not a parameter (docs/models.md, 'The zoo' excludes it; it gets no gradient)
     assert "decoder_beta" not in dict(model.named_parameters())
 
 
 def test_rgc_intermediate_counts_by_node():
-    """Spec §9.2: per node, per median cell, skip projections and feedback convs."""
+    """docs/models.md, 'The zoo': per node, per median cell, skip projections and feedback convs."""
     model = meta_model("rgc_intermediate")
     by_node = {
         "conv1": 9_472,
@@ -119,7 +120,7 @@ def test_rgc_intermediate_counts_by_node():
 
 
 # --------------------------------------------------------------------------- architecture at 224 px
-SHALLOW_DEPTHS = {  # spec §3.1: (C3, C4, C5)
+SHALLOW_DEPTHS = {  # docs/models.md, 'Backbones': (C3, C4, C5)
     "gru_shallow": (256, 256, 512),
     "ugrnn_shallow": (256, 256, 512),
     "intersectionrnn_shallow": (256, 256, 512),
@@ -217,7 +218,7 @@ def test_rgc_intermediate_architecture():
         "conv7": ["conv10"],
         "conv9": ["conv10"],
     }
-    # feedback 1×1 convs sized by the (concatenated) source depths → target C (spec §5)
+    # feedback 1×1 convs sized by the (concatenated) source depths → target C (docs/models.md, 'Feedback')
     fb_shapes = {"conv5": (128, 256), "conv6": (256, 768), "conv7": (256, 512), "conv9": (512, 512)}
     for n, (cout, cin) in fb_shapes.items():
         assert model.nodes[n].cell.feedback[0].weight.shape == (cout, cin, 1, 1)
@@ -264,9 +265,9 @@ def test_parameter_groups_cover_everything_with_spec_decays(name):
         elif name == "lstm_shallow":
             expected = lstm_shallow_cells[node]
         elif leaf == "weight" or name.split("_")[0] in ("gru", "simplernn", "lstm"):
-            expected = 1e-4  # cell kernels; gru/simplernn/lstm also decay cell biases (spec §4.4, §4.5, §4.8)
+            expected = 1e-4  # cell kernels; gru/simplernn/lstm also decay cell biases (docs/models.md, 'Cells')
         else:
-            continue  # ugrnn / intersectionrnn cell biases: the spec does not say
+            continue  # ugrnn / intersectionrnn cell biases: the release does not say
         assert value == pytest.approx(expected, rel=1e-12, abs=0), pname
         checked += 1
     assert checked >= len(decay) - 14
@@ -402,7 +403,7 @@ def test_variants_are_their_base_graph_with_own_schedule_and_decoder():
         assert cfg["decoder_window_start"] == (6 if name.endswith("shallow") else 11)
     model = convrnn.build_model("rgc_intermediate_t22_tmaxconf", input_size=32, **SMALL)
     assert (model.times, model.image_off, model.decoder) == (22, None, "tmaxconf")
-    assert float(model.decoder_beta) == 1.0  # β = 1 when unknown (spec §6.3)
+    assert float(model.decoder_beta) == 1.0  # β = 1 when unknown (docs/models.md, 'Decoders')
     model = meta_model("ugrnn_intermediate_t30_dthresh")
     assert (model.times, model.image_off, model.decoder) == (30, None, "dthresh")
 
