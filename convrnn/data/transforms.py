@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import random
 import struct
@@ -336,14 +335,6 @@ def sample_label(sample: Mapping[str, Any]) -> int:
         return int(v.decode("ascii") if isinstance(v, (bytes, bytearray)) else v)
     except (KeyError, ValueError, UnicodeDecodeError) as exn:
         raise CorruptSampleError(f"sample {sample.get('__key__')!r} has no valid 'cls': {exn!r}") from exn
-
-
-def sample_meta(sample: Mapping[str, Any]) -> dict:
-    """The ``json`` metadata of a sample as a dict ({} if absent)."""
-    v = sample.get("json")
-    if v is None:
-        return {}
-    return json.loads(v) if isinstance(v, (bytes, bytearray, str)) else dict(v)
 
 
 @contextlib.contextmanager
