@@ -1,4 +1,5 @@
-"""Data: synthetic objects, webdataset shard writing, and the Lightning DataModule (docs/design.md, "Data").
+"""Data: synthetic objects, webdataset shard writing, and the Lightning DataModule (docs/design.md,
+'Layout').
 
 Names are imported lazily, so ``import convrnn.data`` stays light: the DataModule pulls in torch and
 Lightning, the synthetic objects pandas, and shard-writer worker processes need neither.

@@ -1,4 +1,5 @@
-"""The per-worker webdataset pipelines: shards -> samples -> transform -> batches (docs/training.md, "Data").
+"""The per-worker webdataset pipelines: shards -> samples -> transform -> batches (docs/training.md,
+'`data:` — `TrainingDataModule`').
 
 Training reads *resampled* shards: each worker draws shards with replacement, then runs a shuffle buffer,
 then decode + augment, and batches. Both the shard draw and the shuffle are seeded by (seed, rank, worker),

@@ -1,4 +1,4 @@
-"""The typed graph: what a resolved model config holds, as frozen dataclasses (docs/models.md, "Graph YAML").
+"""The typed graph: what a resolved model config holds, as frozen dataclasses (docs/models.md, 'Graph YAML').
 
 These types are the one place where the keys of a graph YAML and their defaults are written down: the resolver
 (`convrnn.graph.spec`) takes the allowed keys of each section from their fields, and the builders
