@@ -41,9 +41,3 @@ def pg_url() -> str:
             pytest.fail(f"CI=true but {why}")
         pytest.skip(why)
     return url
-
-
-def pg_password() -> str:
-    """The test role's password, read from the libpq password file start_postgres.sh wrote."""
-    line = Path(os.environ["PGPASSFILE"]).read_text().strip().splitlines()[0]
-    return line.split(":", 4)[4]

@@ -112,3 +112,9 @@ class SlowTrial(Callback):
         if int(os.environ.get("CONVRNN_SEARCH_TRIAL", "-1")) == self.trial:
             print(f"SLOW step {trainer.global_step} pid {os.getpid()}", flush=True)
             time.sleep(self.seconds)
+
+
+def pg_password() -> str:
+    """The test role's password, read from the libpq password file scripts/ci/start_postgres.sh wrote."""
+    line = Path(os.environ["PGPASSFILE"]).read_text().strip().splitlines()[0]
+    return line.split(":", 4)[4]

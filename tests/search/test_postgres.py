@@ -10,9 +10,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import pg_password
 from optuna.trial import TrialState
-from search_helpers import REPO, env, run_search, search_cmd, search_config, write_config
+from search_helpers import REPO, env, pg_password, run_search, search_cmd, search_config, write_config
 
 
 def _with_password(url: str, password: str) -> str:
