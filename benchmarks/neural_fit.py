@@ -118,11 +118,13 @@ def median_r(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def compare_himalaya(source: SyntheticHvM, layer: str, bins: np.ndarray, n_bins: int, splits: Sequence,
-                     Y: np.ndarray, areas: dict[str, np.ndarray], device: str, dtype: torch.dtype | None) -> None:
+                     Y: np.ndarray, areas: dict[str, np.ndarray], device: str, dtype: torch.dtype | None,
+                     primal: bool = False) -> None:
     """Our ridge vs himalaya's ``RidgeCV`` and ``KernelRidgeCV`` on the same fits: 5-fold CV (unshuffled KFold,
     himalaya's default), one alpha per target from the 24-value grid, intercept fitted, float64 numpy backend for
     himalaya. Ours runs twice: the estimator class (one fit at a time, like himalaya) and ``score_model``'s fit stage
-    (Gram and eigendecompositions shared across areas)."""
+    (Gram and eigendecompositions shared across areas). himalaya's primal ``RidgeCV`` runs only when
+    ``n_train >= n_features`` or with ``primal=True``."""
     try:
         from himalaya.backend import set_backend
         from himalaya.kernel_ridge import KernelRidgeCV as HimKernelRidgeCV
@@ -139,6 +141,11 @@ def compare_himalaya(source: SyntheticHvM, layer: str, bins: np.ndarray, n_bins:
         "himalaya KernelRidgeCV": lambda: HimKernelRidgeCV(alphas=NAYEBI_RIDGE_ALPHAS, kernel="linear", cv=5,
                                                            fit_intercept=True),
     }
+    n_train, n_features = len(splits[0].train), source.maps[source.names.index(layer)].shape[1]
+    if n_train < n_features and not primal:
+        del models["himalaya RidgeCV"]
+        print(f"\n(himalaya's primal RidgeCV skipped: {n_train} train images < {n_features} features; "
+              "--himalaya-primal runs it)")
     seconds = dict.fromkeys(models, 0.0)
     medians: dict[str, list[float]] = {name: [] for name in models}
     for b in range(n_bins):
@@ -174,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-ridge", action="store_true", help="skip the RidgeCV comparison")
     parser.add_argument("--no-himalaya", action="store_true",
                         help="skip the comparison with himalaya's RidgeCV/KernelRidgeCV (pip install himalaya)")
+    parser.add_argument("--himalaya-primal", action="store_true",
+                        help="also run himalaya's primal RidgeCV when n_train < n_features (himalaya itself warns that "
+                             "KernelRidgeCV is the faster choice there; at full size it takes tens of minutes)")
     parser.add_argument("--gram-dtype", default="float32", choices=["float32", "float64"],
                         help="dtype of the feature Gram products (the fits themselves run in --dtype)")
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"],
@@ -306,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  (sklearn's RidgeCV already uses one eigendecomposition of X X^T for all alphas, so the gap is "
               "small here; ours shares that decomposition across areas and the Gram across splits)")
     if not args.no_ridge and not args.no_himalaya:
-        compare_himalaya(source, layer, bins, sk_bins, eval_splits[: args.sk_splits], Y, areas, args.device, dtype)
+        compare_himalaya(source, layer, bins, sk_bins, eval_splits[: args.sk_splits], Y, areas, args.device, dtype,
+                         primal=args.himalaya_primal)
     print(f"\nprocess peak RSS at exit: {peak_rss_mb():.0f} MB")
     return 0
 
