@@ -454,6 +454,11 @@ def _score(features: Any, td: TrialData, layers: Sequence[str], areas: dict[str,
         logger.info("%s: features without stimulus variance in some bins (before the image reaches the layer, or "
                     "a feedforward layer after image offset); PLS has nothing to fit there: the map predicts a "
                     "constant, so those bins score ~0 (NaN where r is undefined)", layer)
+    order = {layer: i for i, layer in enumerate(layers)}
+    for name in ("scores", "time_averaged", "selection"):  # layer-major, as the files have always been written
+        table = getattr(result, name)
+        setattr(result, name, table.sort_values("layer", key=lambda col: col.map(order), kind="stable")
+                .reset_index(drop=True))
     result.scores["n_components"] = (result.scores["layer"].map(components) if config.regression == "pls"
                                      else np.nan)
     result.info["layers"] = list(layers)
