@@ -79,7 +79,9 @@ def gather_indexes(assembly: xr.DataArray) -> xr.DataArray:
             continue
         arrays = [result.coords[name].values for name in names]
         multi = pd.MultiIndex.from_arrays(arrays, names=names)
-        result = result.drop_vars(names).assign_coords(xr.Coordinates.from_pandas_multiindex(multi, dim))
+        # xarray < 2023.8 (the Brain-Score environment's) has no Coordinates.from_pandas_multiindex
+        coords = xr.Coordinates.from_pandas_multiindex(multi, dim) if hasattr(xr, "Coordinates") else {dim: multi}
+        result = result.drop_vars(names).assign_coords(coords)
     return result
 
 

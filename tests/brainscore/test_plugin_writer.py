@@ -17,7 +17,7 @@ from convrnn.brainscore.plugin import fetch_weights, main
 from convrnn.brainscore.regions import parse_regions, regions_from_best_layers
 from convrnn.brainscore.timebins import bin_step_weights
 from convrnn.errors import UserError
-from convrnn.neural.scoring import default_bin_steps
+from convrnn.neural.areas import default_bin_steps
 
 SMALL = ["--input-size", "64", "--width", "0.125"]
 
