@@ -83,25 +83,34 @@ def overhead(workdir: Path, n_trials: int) -> dict[str, Any]:
             "startup_fraction": (process - fit) / wall, "training_fraction": fit / wall}
 
 
-def pruning(workdir: Path, n_trials: int, steps: int, val_every: int, val_batches: int) -> dict[str, Any]:
-    runs = {}
+def pruning(workdir: Path, n_trials: int, steps: int, val_every: int, val_batches: int,
+            pruner_spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Both searches; a finished ``without_pruner`` study already in ``workdir`` is reused (same settings)."""
+    runs: dict[str, Any] = {}
     procs = []
-    for name, pruner in (("with_pruner", {"name": "median", "n_startup_trials": 5, "n_warmup_steps": val_every}),
-                         ("without_pruner", {"name": "none"})):
+    spec = pruner_spec or {"name": "median", "n_startup_trials": 5, "n_warmup_steps": val_every}
+    for name, pruner in (("with_pruner", spec), ("without_pruner", {"name": "none"})):
+        study_name = f"bench_{name}" if name == "without_pruner" else f"bench_{name}_{spec['name']}"
+        if name == "without_pruner" and (workdir / "runs" / study_name / "study.db").is_file():
+            cfg = yaml.safe_load((workdir / f"{study_name}.yaml").read_text())
+            if cfg["trial"]["max_steps"] == steps and cfg["trial"]["val_every_n_steps"] == val_every:
+                procs.append((name, cfg, None, workdir / f"{study_name}.log"))
+                continue
         cfg = yaml.safe_load(DEMO.read_text())
-        cfg["study"].update(name=f"bench_{name}", root=str(workdir / "runs"))
+        cfg["study"].update(name=study_name, root=str(workdir / "runs"))
         cfg["trial"].update(max_steps=steps, val_every_n_steps=val_every, wandb="disabled")
         cfg["trial"]["config"]["trainer"]["limit_val_batches"] = val_batches  # the same val images every time
         cfg["sampler"] = {"name": "tpe", "seed": 0, "n_startup_trials": 10}
         cfg["pruner"] = pruner
         procs.append((name, cfg, *_start(cfg, workdir, n_trials)))
     for name, cfg, proc, log in procs:
-        if proc.wait() != 0:
+        if proc is not None and proc.wait() != 0:
             raise SystemExit(f"the {name} search failed; see {log}")
         trials = [t for t in _study(cfg).get_trials() if not t.user_attrs.get("surplus")]
         steps_done = sum(int(t.user_attrs.get("steps", 0)) for t in trials)
         complete = [t.values[0] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        runs[name] = {"trials": len(trials), "states": [t.state.name for t in trials], "total_steps": steps_done,
+        runs[name] = {"pruner": cfg["pruner"], "trials": len(trials), "states": [t.state.name for t in trials],
+                      "total_steps": steps_done,
                       "best_val_top1": max(complete) if complete else None, "values": complete,
                       "fit_s": sum(t.user_attrs.get("fit_seconds", 0.0) for t in trials)}
     w, wo = runs["with_pruner"], runs["without_pruner"]
@@ -119,6 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=100, help="training steps per pruning-search trial")
     p.add_argument("--val-every", type=int, default=25)
     p.add_argument("--val-batches", type=int, default=8, help="validation batches (of 32) per report")
+    p.add_argument("--pruner", type=yaml.safe_load, help="the pruner of the pruned search, as YAML (default: "
+                                                         "{name: median, n_startup_trials: 5, n_warmup_steps: "
+                                                         "VAL_EVERY})")
     p.add_argument("--workdir", type=Path, help="keep the studies here (default: a temp folder)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/search.json"))
     args = p.parse_args(argv)
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
               f"training {100 * o['training_fraction']:.1f} %, trial process start-up "
               f"{100 * o['startup_fraction']:.1f} %, search machinery {100 * o['machinery_fraction']:.1f} %")
     if args.what in ("pruning", "all"):
-        r = result["pruning"] = pruning(workdir, args.trials, args.steps, args.val_every, args.val_batches)
+        r = result["pruning"] = pruning(workdir, args.trials, args.steps, args.val_every, args.val_batches, args.pruner)
         for name in ("without_pruner", "with_pruner"):
             print(f"{name}: {r[name]['total_steps']} steps, best val_top1 {r[name]['best_val_top1']}, "
                   f"states {sorted(set(r[name]['states']))}")
