@@ -62,7 +62,7 @@ def test_fit_writes_run_folder_metrics_and_resumes(tmp_path: Path, synthetic_roo
     assert [float(r["data/val_skipped"]) for r in rows if r.get("data/val_skipped")] == [0.0, 0.0]
     lr_columns = [k for k in rows[0] if k.startswith("lr")]
     assert lr_columns and any(r[lr_columns[0]] for r in rows)
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 4
     assert not any("_orig_mod" in k for k in last["state_dict"])
     loader_state = last["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]  # the loader's resume state
@@ -97,7 +97,7 @@ def test_compile_in_place_keeps_checkpoint_keys(tmp_path: Path, synthetic_root: 
                       model={"compile": True, "compile_kwargs": {"backend": "eager"}, "channels_last": True})
     cli = run_cli(["fit", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     assert cli.model.model._compiled_call_impl is not None  # nn.Module.compile() ran
-    state = torch.load(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert not any("_orig_mod" in k for k in state)
     assert set(state) == {f"model.{k}" for k in cli.model.model.state_dict()}
 

@@ -33,7 +33,7 @@ def test_nan_loss_stops_and_names_step_and_keys(tmp_path: Path, synthetic_root: 
     assert "rank 0" in message
     ckpt = tmp_path / "runs" / "tiny" / "checkpoints" / "last.ckpt"
     assert ckpt.read_bytes() == injector.last_ckpt_before  # not rewritten after the NaN
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["global_step"] == 4
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())  # no optimiser step on the NaN batch

@@ -20,7 +20,7 @@ MAX_STEPS = 10
 
 
 def _state(ckpt: Path) -> dict:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
 
 
 @pytest.mark.parametrize("num_workers", [1, 0])
