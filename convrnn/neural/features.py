@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 
 from convrnn.graph.model import ConvRNN
 from convrnn.io import atomic_open, atomic_write_text
-from convrnn.neural.stimuli import load_image as _load_pil
+from convrnn.neural.stimuli import load_image
 from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
 from convrnn.threads import torch_threads
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArrayFeatures", "FeatureSource", "MemmapFeatures", "extract_features",
-           "fit_pca", "image_batches", "load_image", "torch_threads"]
+           "fit_pca", "image_batches", "image_tensor", "torch_threads"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +125,14 @@ class MemmapFeatures:
 # extraction
 
 
-def load_image(path: str | os.PathLike, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+def image_tensor(path: str | os.PathLike, size: int, mean: Sequence[float] = IMAGENET_MEAN,
                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """An image (a file, or ``"<zip>::<member>"`` from ``load_stimulus_set``) -> normalised ``[3, size, size]``.
 
     Resized with bilinear filtering (a no-op at the native size) and normalised like the training input
     (per-channel ``(x - mean) / std`` on [0, 1] pixels).
     """
-    img = _load_pil(str(path))
+    img = load_image(str(path))  # decoded with Pillow (convrnn.neural.stimuli), then sized and normalised here
     if img.size != (size, size):
         img = img.resize((size, size), resample=2)  # PIL.Image.BILINEAR
     array = np.asarray(img, dtype=np.float32) / 255.0
@@ -143,9 +143,9 @@ def load_image(path: str | os.PathLike, size: int, mean: Sequence[float] = IMAGE
 def image_batches(paths: Sequence[str | os.PathLike], size: int, batch_size: int,
                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
                   ) -> Iterator[torch.Tensor]:
-    """Consecutive batches ``[B, 3, size, size]`` of :func:`load_image` results, in ``paths`` order."""
+    """Consecutive batches ``[B, 3, size, size]`` of :func:`image_tensor` results, in ``paths`` order."""
     for start in range(0, len(paths), batch_size):
-        yield torch.stack([load_image(p, size, mean, std) for p in paths[start:start + batch_size]])
+        yield torch.stack([image_tensor(p, size, mean, std) for p in paths[start:start + batch_size]])
 
 
 def _flat(features: torch.Tensor) -> np.ndarray:

@@ -14,7 +14,7 @@ from PIL import Image
 import convrnn
 from convrnn.data.synthetic_objects import SyntheticObjects
 from convrnn.neural import MemmapFeatures, load_stimulus_set
-from convrnn.neural.features import extract_features, fit_pca, load_image
+from convrnn.neural.features import extract_features, fit_pca, image_tensor
 
 LAYERS = ["conv2", "conv5", "conv8"]
 
@@ -39,7 +39,7 @@ def test_memmap_files_equal_in_memory_features(model: convrnn.ConvRNN, stimuli: 
     paths, ids = stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist()
     # batch 4 over 10 images: three batches, the last one short
     disk = extract_features(model, paths, ids, LAYERS, tmp_path, batch_size=4, progress=False)
-    images = torch.stack([load_image(p, 32) for p in paths])
+    images = torch.stack([image_tensor(p, 32) for p in paths])
     with torch.no_grad():
         out = model(images, times=26, image_off=10, return_features=LAYERS)
     assert list(disk.stimulus_ids) == ids and sorted(disk.layers) == sorted(LAYERS)
@@ -109,14 +109,14 @@ def test_load_image_from_zip_equals_folder(stimuli: pd.DataFrame, tmp_path: Path
         for name in stimuli["filename"]:
             zf.write(folder / name, arcname=name)
     zipped = load_stimulus_set(folder / "stimulus_set.csv", archive)
-    a = load_image(stimuli["image_path"].iloc[0], 32)
-    b = load_image(zipped["image_path"].iloc[0], 32)
+    a = image_tensor(stimuli["image_path"].iloc[0], 32)
+    b = image_tensor(zipped["image_path"].iloc[0], 32)
     assert a.shape == (3, 32, 32) and torch.equal(a, b)
     # normalised with the ImageNet statistics: (x - mean) / std
     with Image.open(folder / stimuli["filename"].iloc[0]) as img:
         raw = np.asarray(img.convert("RGB"))
     np.testing.assert_allclose(a[0].numpy(), (raw[..., 0] / 255.0 - 0.485) / 0.229, rtol=1e-5, atol=1e-6)
-    assert load_image(stimuli["image_path"].iloc[0], 16).shape == (3, 16, 16)
+    assert image_tensor(stimuli["image_path"].iloc[0], 16).shape == (3, 16, 16)
 
 
 def test_memmap_source_reads_what_was_written(model: convrnn.ConvRNN, stimuli: pd.DataFrame, tmp_path: Path) -> None:
