@@ -134,6 +134,7 @@ class ConvRNNCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             read_checkpoint(ckpt_path, trusted=self._trusted())
+            self._checked_ckpt = str(ckpt_path)  # before_<subcommand> need not read it again
             if not self._trusted():
                 super()._parse_ckpt_path()
 
@@ -144,7 +145,8 @@ class ConvRNNCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path == "last":
             ckpt_path = str(self._run_dir() / "checkpoints" / "last.ckpt")
-        if ckpt_path and "://" not in str(ckpt_path) and Path(ckpt_path).is_file():
+        already_checked = str(ckpt_path) == getattr(self, "_checked_ckpt", None)
+        if ckpt_path and not already_checked and "://" not in str(ckpt_path) and Path(ckpt_path).is_file():
             read_checkpoint(ckpt_path, trusted=self._trusted())
         config["weights_only"] = not self._trusted()
 
