@@ -43,7 +43,8 @@ from convrnn.graph.spec import rebuild_config
 from convrnn.io import atomic_open
 
 __all__ = ["CHECKPOINT_SUFFIXES", "UntrustedCheckpointError", "graph_of", "is_checkpoint_path",
-           "load_model_checkpoint", "model_state_dict", "read_checkpoint", "save_model_checkpoint"]
+           "load_model_checkpoint", "model_from_checkpoint", "model_state_dict", "read_checkpoint",
+           "save_model_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +139,14 @@ def load_model_checkpoint(path: str | os.PathLike, *, trusted: bool = False, **o
     ``overrides`` change how the model runs (input_size, times, image_off, presentation, decoder, unroll, blank,
     decoder_window_start), never its weights' shapes (width_multiplier, num_classes, in_channels).
     """
-    checkpoint = read_checkpoint(path, trusted=trusted)
-    model = ConvRNN(rebuild_config(graph_of(checkpoint, str(path)), **overrides))
-    load_weights(model, model_state_dict(checkpoint), str(path))
+    return model_from_checkpoint(read_checkpoint(path, trusted=trusted), str(path), **overrides)
+
+
+def model_from_checkpoint(checkpoint: Mapping[str, Any], source: str = "<checkpoint>", **overrides: Any) -> ConvRNN:
+    """The ConvRNN of an already-read checkpoint dict (its stored graph, its weights), in eval mode; for callers
+    that also need the checkpoint's other fields (``fit_neural`` reads the data's normalisation from it)."""
+    model = ConvRNN(rebuild_config(graph_of(checkpoint, source), **overrides))
+    load_weights(model, model_state_dict(checkpoint), source)
     return model.eval()
 
 

@@ -18,10 +18,16 @@ from typing import Any
 import torch
 
 import convrnn
-from convrnn.checkpoint import graph_of, is_checkpoint_path, load_weights, model_state_dict, read_checkpoint
+from convrnn.checkpoint import (
+    graph_of,
+    is_checkpoint_path,
+    load_weights,
+    model_from_checkpoint,
+    model_state_dict,
+    read_checkpoint,
+)
 from convrnn.errors import UserError
 from convrnn.graph.model import ConvRNN
-from convrnn.graph.spec import rebuild_config
 from convrnn.neural.features import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["LoadedModel", "load_checkpoint", "load_model", "load_state_dict", "read_checkpoint"]
@@ -62,8 +68,9 @@ def load_state_dict(model: ConvRNN, source: str | os.PathLike | Mapping[str, Any
 
 def load_checkpoint(path: str | os.PathLike, *, input_size: int | None = None, trusted: bool = False) -> LoadedModel:
     """The ConvRNN of a checkpoint (``train.py``'s, or a model checkpoint such as an imported release model), built
-    from the graph stored in it, on the CPU, at the neural presentation (26 steps, image off at 10).
-    ``input_size`` overrides the trained size (weights are size-free up to the global-pool readout)."""
+    from the graph stored in it, on the CPU, with its own schedule (the pipeline passes ``times``/``image_off`` when
+    it runs the model). ``input_size`` overrides the trained size (weights are size-free up to the global-pool
+    readout)."""
     path = Path(path)
     ckpt = read_checkpoint(path, trusted=trusted)
     graph = graph_of(ckpt, str(path))
@@ -72,8 +79,7 @@ def load_checkpoint(path: str | os.PathLike, *, input_size: int | None = None, t
         logger.warning("building %s at input_size=%d (trained at %s)", graph.get("name"), input_size,
                        graph.get("input_size"))
         overrides["input_size"] = int(input_size)
-    model = ConvRNN(rebuild_config(graph, **overrides))
-    load_weights(model, model_state_dict(ckpt), str(path))
+    model = model_from_checkpoint(ckpt, str(path), **overrides)
     hp = ckpt.get("hyper_parameters") or {}
     dm = ckpt.get("datamodule_hyper_parameters") or {}
     mean = tuple(float(v) for v in dm.get("mean") or IMAGENET_MEAN)
