@@ -2,12 +2,13 @@
 
 Stages, each depending only on the ones before: inputs (assembly, stimuli, synthetic, areas) -> features ->
 regression (gram, pls, ridge) -> fit (r[layer, bin, split, neuroid]) -> summarise (ceilings, area medians, best
-layer) -> report (pipeline, plots, cli). ``scoring.score_model`` runs fit + summarise.
+layer) -> report (report, plots). ``scoring.score_model`` runs fit + summarise. The command on top: config
+(``FitConfig``) -> inputs (a config's data and model) and checks (before any work) -> pipeline (``run``) -> cli.
 
 ``docs/neural.md`` describes the conventions reproduced here (Brain-Score, Nayebi et al.) and every default.
 """
 
-from .areas import NAYEBI_AREAS, area_masks, default_bin_steps
+from .areas import NAYEBI_AREAS, area_masks, default_bin_steps, resolve_areas
 from .assembly import (
     TrialData,
     average_repetitions,
@@ -96,6 +97,7 @@ __all__ = [
     "pls_kernel",
     "pls_primal",
     "repetition_splits",
+    "resolve_areas",
     "save_assembly",
     "score_model",
     "select_best",

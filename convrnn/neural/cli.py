@@ -29,8 +29,9 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from convrnn.errors import UserError
+from convrnn.neural.config import FitConfig
 from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS
-from convrnn.neural.pipeline import FitConfig, run
+from convrnn.neural.pipeline import run
 from convrnn.neural.synthetic import SyntheticConfig
 
 __all__ = ["FIELD_HELP", "build_parser", "config_from_args", "main"]

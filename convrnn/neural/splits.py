@@ -33,6 +33,7 @@ __all__ = [
     "nayebi_splits",
     "repetition_splits",
     "selection_splits",
+    "train_count",
 ]
 
 BRAINSCORE_RANDOM_STATE = 1
@@ -104,6 +105,18 @@ def make_splits(
             start_seed=0 if random_state is None else random_state,
         )
     raise ValueError(f"unknown split scheme {scheme!r}; use 'brainscore' or 'nayebi'")
+
+
+def train_count(n_stimuli: int, scheme: str = "brainscore") -> int:
+    """Training stimuli in each evaluation split of ``scheme`` at its default train size: ``floor(0.9 N)`` for
+    ``"brainscore"`` (sklearn's rounding), ``ceil(0.8 N)`` for ``"nayebi"``.
+
+    Why here: the checks before a run (enough stimuli for the PLS components) and the choice of strata need the
+    split sizes before any split is drawn, and they must agree with :func:`make_splits`.
+    """
+    if scheme == "brainscore":
+        return math.floor(0.9 * n_stimuli)
+    return math.ceil(0.8 * n_stimuli)
 
 
 def selection_splits(

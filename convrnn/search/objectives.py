@@ -52,7 +52,7 @@ def count_flops(model_yaml: str | Path, overrides: Mapping[str, Any]) -> int:
 
 def check_neural_spec(spec: Mapping[str, Any], key: str = "neural") -> None:
     """Validate ``neural:`` (data, synthetic config, synthetic_dir, fit options of ``FitConfig``)."""
-    from convrnn.neural.pipeline import FitConfig
+    from convrnn.neural.config import FitConfig
     from convrnn.neural.synthetic import SyntheticConfig
 
     data = spec.get("data", "synthetic")
@@ -101,7 +101,8 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def neural_score(checkpoint: Path, out: Path, spec: Mapping[str, Any], shared_dir: Path) -> tuple[float, float]:
     """(median over areas of the best layer's noise-corrected score, seconds it took)."""
-    from convrnn.neural.pipeline import FitConfig, run
+    from convrnn.neural.config import FitConfig
+    from convrnn.neural.pipeline import run
     from convrnn.neural.synthetic import SyntheticConfig
 
     start = time.perf_counter()

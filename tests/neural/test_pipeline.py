@@ -16,8 +16,11 @@ import torch
 
 from convrnn.errors import UserError
 from convrnn.neural import MemmapFeatures, TrialData, pipeline
+from convrnn.neural.areas import resolve_areas
 from convrnn.neural.checkpoint import load_model, load_state_dict
-from convrnn.neural.pipeline import FitConfig, resolve_areas, run, smallest_input_size
+from convrnn.neural.config import FitConfig
+from convrnn.neural.inputs import smallest_input_size
+from convrnn.neural.pipeline import run
 from convrnn.neural.synthetic import SyntheticConfig, SyntheticRecordings, build_teacher, generate, write_pca_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +178,14 @@ def test_resolve_areas() -> None:
     assert resolve_areas(pd.DataFrame({"neuroid_id": ["a"]})) == {"all": {}}
     with pytest.raises(ValueError, match="unknown area 'MT'"):
         resolve_areas(hvm, ["MT"])
+
+
+def test_pipeline_re_exports_the_names_of_older_imports() -> None:
+    from convrnn.neural import areas, config, inputs
+
+    assert pipeline.FitConfig is config.FitConfig and pipeline.FitResult is config.FitResult
+    assert pipeline.resolve_areas is areas.resolve_areas
+    assert pipeline.smallest_input_size is inputs.smallest_input_size
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
