@@ -1,4 +1,5 @@
-"""Fixtures of the search tests: tiny synthetic shards, and the PostgreSQL server of .ci/run."""
+"""Fixtures of the search tests: the PostgreSQL server of .ci/run (the tiny synthetic shards, ``synthetic_root``,
+come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,6 @@ import pytest
 
 # --import-mode=importlib puts no test folder on sys.path: the tests import search_helpers from here
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from search_helpers import SYNTHETIC  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny synthetic shards, written once per session (as the datamodule would on first run)."""
-    from convrnn.data.synthetic_objects import write_synthetic_shards
-
-    root = tmp_path_factory.mktemp("synthetic")
-    params = dict(SYNTHETIC)
-    params["levels"] = tuple(params["levels"])
-    write_synthetic_shards(root, workers=1, **params)
-    return root
 
 
 @pytest.fixture(scope="session")

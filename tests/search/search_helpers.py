@@ -1,8 +1,8 @@
 """Shared helpers of the search tests: tiny search configs built from the shipped demo, and CLI runners.
 
 The trials are tiny (32 px, width 1/8, 11 time steps: the fewest the intermediate graph allows, 4 training
-steps) so that a trial's train.py subprocess takes a few seconds on one core; the tests/search folder is put
-on PYTHONPATH so trials can load the test callbacks below by class path.
+steps) so that a trial's train.py subprocess takes a few seconds on one core; the tests/search folder (and tests/,
+for tiny_shards) is put on PYTHONPATH so trials can load the test callbacks below by class path.
 """
 
 from __future__ import annotations
@@ -16,15 +16,11 @@ from typing import Any
 
 import yaml
 from lightning.pytorch.callbacks import Callback
+from tiny_shards import SYNTHETIC  # the tiny shards' parameters (tests/tiny_shards.py)
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DEMO = REPO / "configs" / "search" / "demo.yaml"
-
-# 4 categories x 2 objects x 3 levels: train 48 images, val 24
-SYNTHETIC = {"image_size": 32, "train_per_object_per_level": 2, "val_per_object_per_level": 1, "seed": 0,
-             "shard_size": 8, "n_categories": 4, "objects_per_category": 2, "levels": [0, 3, 6],
-             "jpeg_quality": 90}
 
 
 def base_train_config(path: Path, synthetic_root: Path) -> Path:
@@ -68,7 +64,7 @@ def write_config(tmp: Path, cfg: dict[str, Any], name: str = "search.yaml") -> P
 def env(**extra: str) -> dict[str, str]:
     out = dict(os.environ)
     out.update({"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])})
+                "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), str(REPO)])})
     out.pop("CONVRNN_SEARCH_STORAGE", None)
     out.update(extra)
     return out

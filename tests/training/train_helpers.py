@@ -1,7 +1,8 @@
 """Shared helpers of the training tests: a tiny-model config, a train.py runner, and test callbacks.
 
 Everything is CPU-only and small (32-px images, width 1/16, 11 steps), so a training step takes ~0.1 s.
-The callbacks are loaded by class path in subprocess runs (tests/training is put on PYTHONPATH).
+The callbacks are loaded by class path in subprocess runs (tests/training, and tests/ for tiny_shards, are put on
+PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from typing import Any
 
 import yaml
 from lightning.pytorch.callbacks import Callback
+from tiny_shards import SYNTHETIC  # the tiny shards' parameters (tests/tiny_shards.py)
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-# small synthetic set: 4 categories x 2 objects x 3 levels; train 48 (6 shards), val 24 (3 shards of 8)
-SYNTHETIC = {"image_size": 32, "train_per_object_per_level": 2, "val_per_object_per_level": 1, "seed": 0,
-             "shard_size": 8, "n_categories": 4, "objects_per_category": 2, "levels": [0, 3, 6],
-             "jpeg_quality": 90}
 TINY_MODEL = {"input_size": 32, "width_multiplier": 0.0625, "num_classes": 4, "times": 11, "image_off": 11}
 
 
@@ -51,7 +49,7 @@ def write_config(path: Path, cfg: dict) -> Path:
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a train.py subprocess: no wandb, our test helpers importable, one thread."""
     env = dict(os.environ)
-    env.update({"WANDB_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)]),
+    env.update({"WANDB_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), str(REPO)]),
                 "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
