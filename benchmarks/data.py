@@ -2,6 +2,7 @@
 
     python benchmarks/data.py                  # 400 photos, sizes 224 and 128, best of 3
     python benchmarks/data.py --n 800 --repeats 5
+    python benchmarks/data.py --stages         # also: where the time goes, and the JPEG decoders side by side
 
 The benchmark generates photo-like JPEGs (~400x350, quality 90, 60-95 KB) in ImageNet layout and writes
 shards from them with the project's converter. Both pipelines then run on the same JPEGs, in one process
@@ -22,17 +23,22 @@ clock.
 from __future__ import annotations
 
 import argparse
+import io
+import random
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import PIL
+import simplejpeg
 import torch
-from PIL import features
+from PIL import Image, features
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
+from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +46,9 @@ from _photos import write_photo_folder  # noqa: E402
 
 from convrnn.data.datamodule import ShardDataModule  # noqa: E402
 from convrnn.data.imagenet import convert_imagenet  # noqa: E402
-from convrnn.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from convrnn.data.pipelines import collate_batch  # noqa: E402
+from convrnn.data.skips import SkipRecorder, read_shards  # noqa: E402
+from convrnn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, TrainTransform  # noqa: E402
 
 
 def imagefolder_pass(root: Path, size: int, batch: int) -> Callable[[], Iterable]:
@@ -85,6 +93,55 @@ def time_pass(make: Callable[[], Iterable], size: int) -> tuple[float, float, in
     return time.process_time() - c0, time.perf_counter() - t0, n
 
 
+def best_per_item(fn: Callable[[], int], repeats: int) -> float:
+    """Best over ``repeats`` calls of the process CPU seconds per item (``fn`` returns how many it handled)."""
+    best = float("inf")
+    for _ in range(repeats):
+        c0 = time.process_time()
+        n = fn()
+        best = min(best, (time.process_time() - c0) / n)
+    return best
+
+
+def print_stages(work: Path, sizes: list[int], batch: int, repeats: int) -> None:
+    """Where a shard sample's time goes, and the three full-scale JPEG decoders on the same photos."""
+    urls = sorted(str(p) for p in (work / "shards").glob("*train*.tar"))
+    samples = list(read_shards(iter([{"url": u} for u in urls]), recorder=SkipRecorder()))
+    jpegs = [p.read_bytes() for p in sorted((work / "photos" / "train").glob("*/*"))]
+    rows = [("read tar members (webdataset)", best_per_item(
+        lambda: len(list(read_shards(iter([{"url": u} for u in urls]), recorder=SkipRecorder()))), repeats))]
+    for size in sizes:
+        tf = TrainTransform(size, rng=random.Random(0), normalize=False)
+        rows.append((f"{size}: decode + crop + resize", best_per_item(lambda tf=tf: len([tf(s) for s in samples]),
+                                                                      repeats)))
+        out = [tf(s) for s in samples]
+        norm = Normalize()
+
+        def collate(out: list = out, norm: Normalize = norm) -> int:
+            starts = range(0, len(out) - batch + 1, batch)
+            for i in starts:
+                collate_batch(out[i : i + batch], norm, False)
+            return len(starts) * batch
+
+        rows.append((f"{size}: collate + normalise", best_per_item(collate, repeats)))
+    decoders = {
+        "PIL (ImageFolder's loader)": lambda d: np.asarray(Image.open(io.BytesIO(d)).convert("RGB")),
+        "torchvision decode_jpeg": lambda d: decode_jpeg(torch.frombuffer(bytearray(d), dtype=torch.uint8),
+                                                         mode=ImageReadMode.RGB),
+        "simplejpeg (shards)": lambda d: simplejpeg.decode_jpeg(d, colorspace="RGB"),
+    }
+    dec = dict.fromkeys(decoders, float("inf"))
+    for _ in range(repeats):  # interleaved, like the pipelines
+        for name, fn in decoders.items():
+            dec[name] = min(dec[name], best_per_item(lambda fn=fn: len([fn(d) for d in jpegs]), 1))
+    print(f"\nStages of the shard pipeline (CPU ms per sample, best of {repeats}):")
+    for name, t in rows:
+        print(f"  {name:<34} {1e3 * t:7.3f}")
+    print(f"Full-scale JPEG decode of the {len(jpegs)} photos (CPU ms per image, best of {repeats}):")
+    for name, t in dec.items():
+        print(f"  {name:<34} {1e3 * t:7.3f}   {t / dec['simplejpeg (shards)']:.2f}x simplejpeg")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=400, help="number of photos")
@@ -92,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="timed passes per pipeline (best is reported)")
     p.add_argument("--workdir", default=None, help="keep the photos and shards here (default: a temp dir)")
+    p.add_argument("--stages", action="store_true", help="also time each stage and the JPEG decoders")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -138,10 +196,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{line}   {1 / w:>10.0f} {rw:>7.2f}x")
         print(
             "\nIF = ImageFolder. Per core = process CPU time, which excludes time lost to other processes.\n"
-            "shards (default) = reduced-size JPEG decoding where it pays off (1/4, 1/8 scale) + torchvision's\n"
+            "shards (default) = reduced-size JPEG decoding where it pays off (1/4, 1/8 scale) + simplejpeg's\n"
             "JPEG decoder at full scale. * normalize_on_device=True: uint8 batches, normalised later on the GPU\n"
             "(not the same output as the other rows; shown because it is the setting for GPU training)."
         )
+        if args.stages:
+            print_stages(work, args.sizes, args.batch, args.repeats)
     return 0
 
 

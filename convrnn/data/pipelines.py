@@ -74,7 +74,7 @@ def seeded_shuffle(src: Iterator, bufsize: int, initial: int, seed: int, rank: i
     yield from wds.shuffle(bufsize, initial, rng=rng)(iter(src))
 
 
-def _collate(samples: list[tuple[torch.Tensor, int, str]], normalize: Normalize | None, with_keys: bool) -> Batch:
+def collate_batch(samples: list[tuple[torch.Tensor, int, str]], normalize: Normalize | None, with_keys: bool) -> Batch:
     """Stack (uint8) images and labels; normalise the whole batch at once (cheaper than per image)."""
     images = torch.stack([s[0] for s in samples])
     if normalize is not None:
@@ -113,7 +113,7 @@ def build_train_pipeline(
     ``counts`` (per shard, from the index) lets the reader count what a damaged shard lacks; ``recorder``
     collects skipped samples and rides on each batch (:mod:`convrnn.data.skips`).
     """
-    collate = partial(_collate, normalize=normalize, with_keys=with_keys)
+    collate = partial(collate_batch, normalize=normalize, with_keys=with_keys)
     empty = partial(_empty_batch, image_size, with_keys)
     return wds.DataPipeline(
         wds.ResampledShards(list(urls), seed=seed, worker_seed=partial(_resample_seed, rank), deterministic=True),
@@ -149,7 +149,7 @@ def build_val_pipeline(
     ``counts`` and ``recorder`` as in :func:`build_train_pipeline`; ``image_size`` shapes the empty batch
     that carries the last skip counts when no samples are left to carry them.
     """
-    collate = partial(_collate, normalize=normalize, with_keys=with_keys)
+    collate = partial(collate_batch, normalize=normalize, with_keys=with_keys)
     empty = partial(_empty_batch, image_size, with_keys)
     return wds.DataPipeline(
         wds.SimpleShardList(list(urls)),

@@ -1,11 +1,13 @@
 """Per-sample decode + augment for the shard pipelines (training and validation).
 
-Why not torchvision's PIL transforms: decoding dominates the cost per sample, and with PIL's
-``Image.draft`` libjpeg can decode a JPEG at 1/2, 1/4 or 1/8 scale in the DCT domain, which is far
-cheaper than a full decode. For that to be exact, the RandomResizedCrop box has to be chosen in *original*
-coordinates *before* decoding. So we sample the box with torchvision's algorithm, then decode at the
-largest reduction that still leaves the crop at least as large as the output ("reduced-size decoding"),
-when that reduction is cheaper than a full decode (:func:`worth_drafting`).
+Why not torchvision's PIL transforms: decoding is 75-80% of the cost per sample (docs/benchmarks.md). JPEGs
+are decoded by simplejpeg (libjpeg-turbo's TurboJPEG API): PIL's pixels exactly, ~1.4x cheaper than PIL's
+decode + conversion and ~1.1x cheaper than torchvision's ``decode_jpeg``. The RandomResizedCrop box is chosen
+in *original* coordinates *before* decoding, from the size in the JPEG header, with torchvision's algorithm.
+With PIL's ``Image.draft``, libjpeg can also decode at 1/2, 1/4 or 1/8 scale in the DCT domain; we do so at
+the largest reduction that still leaves the crop at least as large as the output ("reduced-size decoding"),
+when that reduction is cheaper than a full decode (:func:`worth_drafting`: 1/4 and 1/8 only, since Huffman
+decoding, which no reduction saves, dominates).
 The box is then resampled from the reduced image with PIL's fractional-box resize, so it maps exactly.
 At full scale we resize with torch's antialiased uint8 bilinear kernel instead. It matches PIL's BILINEAR
 resize (which torchvision uses on PIL images) to within ~0.01 grey levels on average, and is 2-3x faster.
@@ -24,21 +26,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import simplejpeg
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
-
-try:  # torchvision's JPEG decoder (C++ extension); optional: PIL decodes everything without it
-    from torchvision.io import ImageReadMode as _ImageReadMode
-    from torchvision.io import decode_jpeg as _decode_jpeg
-
-    _READ_RGB = _ImageReadMode.RGB
-except Exception:  # noqa: BLE001 - a broken torchvision build raises RuntimeError at import
-    _decode_jpeg = None
-    _READ_RGB = None
-
 
 #: sample keys tried, in order, for the image bytes of a webdataset sample
 IMAGE_KEYS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
@@ -112,13 +105,12 @@ def draft_factor(region_w: float, region_h: float, out_w: int, out_h: int) -> in
 
 
 def worth_drafting(factor: int) -> bool:
-    """Is a 1/factor libjpeg decode cheaper than the full-scale path?
+    """Is a 1/factor libjpeg decode through PIL cheaper than the full-scale path?
 
     Measured on ~400x350 quality-90 photos, where Huffman decoding dominates: PIL's 1/2-scale decode costs
-    about 90% of PIL's full decode, but slightly more than torchvision's full decode. So with torchvision's
-    decoder available, only 1/4 and 1/8 pay off; with PIL alone, every reduction does.
+    about 90% of PIL's full decode, more than simplejpeg's full decode. So only 1/4 and 1/8 pay off.
     """
-    return factor >= 4 or (factor >= 2 and _decode_jpeg is None)
+    return factor >= 4
 
 
 def _open(data: bytes) -> Image.Image:
@@ -140,38 +132,21 @@ def _draft(img: Image.Image, factor: int) -> float:
     return w / box[2]
 
 
-#: start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic): they carry the size
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+#: JPEG colour spaces that libjpeg-turbo turns into RGB exactly as PIL does; CMYK and YCCK go to PIL
+_FAST_COLORSPACES = frozenset({"YCbCr", "Gray", "RGB"})
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a JPEG's frame header, without decoding (what PIL reports as ``size``).
+    """``(width, height)`` from a JPEG's header, without decoding (what PIL reports as ``size``).
 
-    None when ``data`` is not a JPEG or no frame header comes before the image data: PIL then opens it.
-    Saves opening the file with PIL on the fast path (torchvision decodes JPEGs itself).
+    None when ``data`` is not a JPEG that the fast decoder takes (not a JPEG, no readable header, or CMYK/YCCK):
+    PIL then opens it and has the final word. Saves opening the file with PIL on the fast path.
     """
-    if data[:2] != b"\xff\xd8":
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
         return None
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
-            return None
-        if marker in _SOF_MARKERS:
-            if i + 9 > n:
-                return None
-            height, width = (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
-            return (width, height) if width and height else None
-        i += 2 + ((data[i + 2] << 8) | data[i + 3])
-    return None
+    return (width, height) if colorspace in _FAST_COLORSPACES and width and height else None
 
 
 def _to_hwc_uint8(img: Image.Image) -> np.ndarray:
@@ -191,19 +166,20 @@ def _full_scale_region(
 ) -> torch.Tensor:
     """Decode at full scale and return the region as a [1, 3, h, w] uint8 tensor with channels-last strides.
 
-    JPEGs go through torchvision's libjpeg-turbo decoder when it is importable: it returns a tensor
-    directly, and on 400x350 photos it is ~20% cheaper than PIL's decode + conversion. It gives PIL's pixels
-    exactly and is as strict about truncated files. Anything it rejects, and every other format, is decoded
-    by PIL (``img``, opened here if the caller has not), which has the final word on whether a sample is corrupt.
+    JPEGs in YCbCr, grey or RGB go through simplejpeg (libjpeg-turbo): it returns an HWC array directly, and on
+    400x350 photos it is ~20% cheaper than PIL's decode + conversion and ~10% cheaper than torchvision's
+    ``decode_jpeg`` (docs/benchmarks.md). It gives PIL's pixels exactly and is as strict about truncated files.
+    Anything it rejects, CMYK/YCCK JPEGs and every other format are decoded by PIL (``img``, opened here if
+    the caller has not), which has the final word on whether a sample is corrupt.
     """
-    if _decode_jpeg is not None and (img is None or img.format == "JPEG"):
+    if img is None or (img.format == "JPEG" and img.mode in ("RGB", "L")):
         try:
-            t = _decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=_READ_RGB)
-        except RuntimeError:
-            t = None
-        if t is not None and tuple(t.shape[-2:]) == (height, width):
-            region = t[:, top : top + h, left : left + w].unsqueeze(0)
-            return region.contiguous(memory_format=torch.channels_last)  # decode_jpeg's memory is HWC: cheap
+            hwc = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        except ValueError:
+            hwc = None
+        if hwc is not None and hwc.shape[:2] == (height, width):
+            region = torch.from_numpy(hwc[top : top + h, left : left + w]).permute(2, 0, 1).unsqueeze(0)
+            return region.contiguous(memory_format=torch.channels_last)
     if img is None:
         img = _open(data)
     if (top, left, h, w) != (0, 0, img.size[1], img.size[0]):
@@ -251,7 +227,7 @@ def decode_resized_crop(
     the header before anything is decoded.
     """
     out_h, out_w = (size, size) if isinstance(size, int) else size
-    header = jpeg_size(data) if _decode_jpeg is not None else None  # torchvision will decode: PIL not needed
+    header = jpeg_size(data)  # simplejpeg will decode: PIL not needed
     img = None if header is not None else _open(data)
     width, height = header if header is not None else img.size  # type: ignore[union-attr]
     if box_fn is not None:
