@@ -280,10 +280,6 @@ class SyntheticObjects:
             light=(0.25 * math.cos(la), 0.25 * math.sin(la)),
         )
 
-    def object_model(self, object_name: str) -> ObjectModel:
-        """The fixed appearance of an object."""
-        return self._models[object_name]
-
     # ------------------------------------------------------------------------------------------ table
     def sample_table(
         self, n_per_object_per_level: int, levels: Sequence[int] = (0, 3, 6), split_seed: int = 0
@@ -500,7 +496,7 @@ def write_synthetic_shards(
 
     Idempotent: if ``out_dir/dataset.json`` exists with the same parameters and its shards are there,
     nothing is written and the index is returned. If it exists with other parameters, this raises unless
-    ``overwrite``. An interrupted run resumes like :func:`convrnn.data.writer.write_split`. Samples are
+    ``overwrite``. An interrupted run resumes like :func:`convrnn.data.writer.write_splits`. Samples are
     JPEG-encoded (``jpg``), ``cls`` is the category index and ``json`` holds the full table row.
     Returns the ``dataset.json`` content.
     """

@@ -17,7 +17,6 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from convrnn.data.index import INDEX_VERSION
 from convrnn.data.plan import PLAN_FORMAT, make_plan, plan_digest, plan_lines, read_plan_header, write_plan
@@ -196,15 +195,3 @@ def write_splits(
         if pool:
             pool.terminate()
     return infos
-
-
-def write_split(
-    out_dir: str | os.PathLike,
-    prefix: str,
-    split: str,
-    samples: Sequence[SampleSpec],
-    load: Callable[[SampleSpec], bytes],
-    **kwargs: Any,
-) -> dict:
-    """:func:`write_splits` for one split; returns its ``dataset.json`` entry."""
-    return write_splits(out_dir, prefix, {split: samples}, load, **kwargs)[split]

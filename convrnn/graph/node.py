@@ -119,10 +119,6 @@ class Node(nn.Module):
             raise InputTooSmallError(f"input too small: {where} would produce a {size[0]}×{size[1]} map; "
                              "use a larger input_size")
 
-    @property
-    def has_state(self) -> bool:
-        return self.cell is not None
-
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
         return self.cell.initial_state(batch, device, dtype) if self.cell is not None else ()
 

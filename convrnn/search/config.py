@@ -47,7 +47,6 @@ class SearchConfig:
     objectives: list[str]
     sampler: dict[str, Any]
     pruner: dict[str, Any]
-    model_base: str
     model_overrides: dict[str, Any]
     space: SearchSpace
     base_config: dict[str, Any]
@@ -229,7 +228,7 @@ def load_config(path: str | Path | None = None, data: Mapping[str, Any] | None =
     cfg = SearchConfig(
         path=config_path, raw=raw, study_name=name, root=Path(study.get("root", "runs/search")), storage=storage,
         heartbeat_interval=heartbeat, grace_period=grace, retry_failed=retry, max_failed_trials=max_failed,
-        objectives=list(objectives), sampler=sampler, pruner=pruner, model_base=str(base_path),
+        objectives=list(objectives), sampler=sampler, pruner=pruner,
         model_overrides=overrides, space=space, base_config=base_cfg, base_config_path=base_config_path,
         launcher=_str_list(trial.get("launcher"), "trial.launcher"), command=command, max_steps=max_steps,
         val_every_n_steps=val_every, monitor=str(trial.get("monitor", "val/top1")),
