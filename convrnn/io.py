@@ -9,13 +9,15 @@ doesn't. Temp files sit beside the target (``os.replace`` is only atomic within 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "temp_path"]
+__all__ = ["atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "fsync_dir",
+           "temp_path"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -31,6 +33,31 @@ def fsync_dir(path: Path) -> None:
 def temp_path(final: Path) -> Path:
     """A unique temp name beside ``final`` (same directory, so the rename is atomic)."""
     return final.with_name(f".{final.name}.tmp.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` for a writer that wants a file name rather than a handle.
+
+    For writers that open the file themselves (a download, a library's ``save(path)``). When the block ends
+    without error the temp file is fsynced and ``os.replace``d onto ``path`` (and the directory fsynced), so
+    readers see the old file or the new one; on error the temp file is removed and ``path`` is left as it was.
+    """
+    final = Path(path)
+    tmp = temp_path(final)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 @contextlib.contextmanager
@@ -73,3 +100,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
     return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, **json_kwargs: Any) -> Path:
+    """Write ``obj`` as JSON (``json.dumps(obj, **json_kwargs)`` plus a newline) to ``path`` atomically.
+
+    Indexes and trial results are read by other processes while being rewritten; one helper keeps them all on
+    the same temp-fsync-rename path.
+    """
+    return atomic_write_text(path, json.dumps(obj, **json_kwargs) + "\n")
