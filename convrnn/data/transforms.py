@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
+from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD, normalisation, normalise
 
 #: sample keys tried, in order, for the image bytes of a webdataset sample
 IMAGE_KEYS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
@@ -282,18 +282,14 @@ class Normalize:
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError("mean and std need 3 values (RGB)")
+        self._shift, self._scale = normalisation(mean, std)  # checks 3 values each
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        self._shift = torch.tensor(self.mean).view(3, 1, 1) * 255.0
-        self._scale = 1.0 / (torch.tensor(self.std).view(3, 1, 1) * 255.0)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.to(torch.float32, memory_format=torch.contiguous_format)
-        if self._shift.device != y.device:
-            self._shift, self._scale = self._shift.to(y.device), self._scale.to(y.device)
-        return y.sub_(self._shift).mul_(self._scale)
+        if self._shift.device != x.device:
+            self._shift, self._scale = self._shift.to(x.device), self._scale.to(x.device)
+        return normalise(x, constants=(self._shift, self._scale))
 
 
 def sample_image_bytes(sample: Mapping[str, Any]) -> bytes:

@@ -28,7 +28,7 @@ from convrnn.checkpoint import (
 )
 from convrnn.errors import UserError
 from convrnn.graph.model import ConvRNN
-from convrnn.neural.features import IMAGENET_MEAN, IMAGENET_STD
+from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["LoadedModel", "load_checkpoint", "load_model", "load_state_dict", "read_checkpoint"]
 

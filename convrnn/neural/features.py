@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 from convrnn.graph.model import ConvRNN
 from convrnn.io import atomic_open, atomic_write_text
 from convrnn.neural.stimuli import load_image
-from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
+from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD, normalise
 from convrnn.threads import torch_threads
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArrayFeatures", "FeatureSource", "MemmapFeatures", "extract_features",
-           "fit_pca", "image_batches", "image_tensor", "torch_threads"]
+__all__ = ["ArrayFeatures", "FeatureSource", "MemmapFeatures", "extract_features", "fit_pca", "image_batches",
+           "image_tensor"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,14 +130,13 @@ def image_tensor(path: str | os.PathLike, size: int, mean: Sequence[float] = IMA
     """An image (a file, or ``"<zip>::<member>"`` from ``load_stimulus_set``) -> normalised ``[3, size, size]``.
 
     Resized with bilinear filtering (a no-op at the native size) and normalised like the training input
-    (per-channel ``(x - mean) / std`` on [0, 1] pixels).
+    (:func:`convrnn.presentation.normalise`: per-channel ``(x - mean) / std`` on [0, 1] pixels).
     """
     img = load_image(str(path))  # decoded with Pillow (convrnn.neural.stimuli), then sized and normalised here
     if img.size != (size, size):
         img = img.resize((size, size), resample=2)  # PIL.Image.BILINEAR
-    array = np.asarray(img, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1)
-    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return normalise(pixels, mean, std)
 
 
 def image_batches(paths: Sequence[str | os.PathLike], size: int, batch_size: int,

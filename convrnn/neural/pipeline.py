@@ -52,7 +52,7 @@ from convrnn.neural.assembly import TrialData, trial_array
 from convrnn.neural.checkpoint import LoadedModel
 from convrnn.neural.checks import check_data, check_flags, check_steps, check_user_files, choose_strata
 from convrnn.neural.config import FitConfig, FitResult
-from convrnn.neural.features import extract_features, fit_pca, torch_threads
+from convrnn.neural.features import extract_features, fit_pca
 from convrnn.neural.inputs import load_data, load_model_for, pca_image_list, smallest_input_size, synthetic_plan
 from convrnn.neural.metrics import CONVENTIONS, nayebi_consistency
 from convrnn.neural.pls import PLSRegression
@@ -63,6 +63,7 @@ from convrnn.neural.splits import make_splits, train_count
 from convrnn.neural.stimuli import load_stimulus_set
 from convrnn.neural.summarise import ScoringResult
 from convrnn.neural.synthetic import SyntheticRecordings, write_pca_images
+from convrnn.threads import torch_threads
 
 # FitConfig, FitResult, resolve_areas, smallest_input_size: re-exported from their homes for older imports
 __all__ = ["FitConfig", "FitResult", "resolve_areas", "run", "smallest_input_size"]

@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from convrnn.threads import torch_threads
+
 from .gram import SplitGram, gram
-from .tensors import column_mean, like_input, resolve_device, single_thread, to_tensor
+from .tensors import column_mean, like_input, resolve_device, to_tensor
 
 __all__ = ["ConstantFeaturesWarning", "PLSFit", "PLSRegression", "pls_kernel", "pls_primal"]
 
@@ -70,7 +72,7 @@ def _power_iteration(
     """
     Gc = G.detach().to(device="cpu", dtype=torch.float64)
     B, q, _ = Gc.shape
-    with single_thread():
+    with torch_threads(1):
         evals_t, evecs_t = torch.linalg.eigh(0.5 * (Gc + Gc.transpose(1, 2)))
     evals, evecs = np.clip(evals_t.numpy(), 0.0, None), evecs_t.numpy()
     top = evals[:, -1:]
@@ -318,17 +320,21 @@ def pls_kernel(
     kmul = K if isinstance(K, SplitGram) else partial(torch.bmm, K)
     KYs = [kmul(y) if v is None else v for y, v in zip(Ys, KYs, strict=True)]
     fits = [_KernelPLS(y, v, int(n_components), max_iter, tol, solver) for y, v in zip(Ys, KYs, strict=True)]
-    small_ops = single_thread() if Ys[0].device.type == "cpu" else contextlib.nullcontext()
+    one_thread = Ys[0].device.type == "cpu"  # a fresh context per block: torch_threads is not reusable
+
+    def small_ops() -> contextlib.AbstractContextManager:
+        return torch_threads(1) if one_thread else contextlib.nullcontext()
+
     for k in range(int(n_components)):
-        with small_ops:  # O(n q) bookkeeping: threads only add hand-off latency (see single_thread)
+        with small_ops():  # O(n q) bookkeeping: threads only add hand-off latency (see tensors.threads_for)
             ts = [f.begin(k) for f in fits]
         if not any(bool(f.active.any()) for f in fits):
             break
         Kt = kmul(torch.stack(ts, -1))  # one pass over K for every fit, multi-threaded
-        with small_ops:
+        with small_ops():
             for a, f in enumerate(fits):
                 f.finish(k, Kt[..., a])
-    with small_ops:
+    with small_ops():
         duals = [f.dual() for f in fits]
     n_iter = [f.n_iter for f in fits]
     n_fit = [(f.tt > 0).sum(-1) for f in fits]

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["column_mean", "like_input", "resolve_device", "single_thread", "threads_for", "to_tensor"]
+from convrnn.threads import torch_threads
+
+__all__ = ["column_mean", "like_input", "resolve_device", "threads_for", "to_tensor"]
 
 
 def resolve_device(
@@ -52,27 +54,14 @@ def column_mean(X: Any, device: torch.device, dtype: torch.dtype) -> torch.Tenso
     return torch.as_tensor(np.asarray(X).mean(axis=0, dtype=np.float64), device=device).to(dtype)
 
 
-class single_thread:
-    """Run small CPU tensor work on one thread (re-entrant).
+def threads_for(work: float, device: torch.device) -> contextlib.AbstractContextManager:
+    """One thread for CPU ops under ~3e7 multiply-adds (about a millisecond), all threads above.
 
     Why: q x q eigendecompositions and O(n q) updates gain little from threads, and on a loaded machine the
     OpenMP hand-off of every small call costs more than the call itself (measured on 2 busy cores: 100 ms vs
     5 ms for a 168 x 168 ``eigh``; 3.6 ms vs 0.2 ms for a [12, 576, 42] batched contraction). Big products
-    (Gram matrices, K @ V) stay multi-threaded.
+    (Gram matrices, K @ V) stay multi-threaded. One thread is :func:`convrnn.threads.torch_threads` ``(1)``.
     """
-
-    def __enter__(self) -> None:
-        self._threads = torch.get_num_threads()
-        if self._threads != 1:
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._threads != 1:
-            torch.set_num_threads(self._threads)
-
-
-def threads_for(work: float, device: torch.device) -> contextlib.AbstractContextManager:
-    """One thread for CPU ops under ~3e7 multiply-adds (about a millisecond), all threads above."""
     if device.type == "cpu" and work < 3e7:
-        return single_thread()
+        return torch_threads(1)
     return contextlib.nullcontext()
