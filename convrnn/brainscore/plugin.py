@@ -7,7 +7,7 @@ plugin test), ``requirements.txt`` and, for a YAML graph, the graph itself (``gr
 never copied: ``--weights`` is a path or an http(s)/file URL that ``model.py`` fetches into a cache the first time
 it builds the model (checked against ``--sha256`` when given). The model, its layers and the region map are
 checked before anything is written, and the folder is written to a temporary sibling and renamed, so a failed
-run leaves nothing behind. Needs no Brain-Score install.
+run leaves nothing behind (with ``--force``, the old folder as it was). Needs no Brain-Score install.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from convrnn.errors import UserError
+from convrnn.io import atomic_path, fsync_dir, temp_path
 
 from .regions import RegionLayerMap, check_layers, parse_regions, regions_from_best_layers
 
@@ -62,13 +63,9 @@ def fetch_weights(location: str, sha256: str | None = None, cache_dir: str | os.
         path = cache / hashlib.sha256(location.encode()).hexdigest()[:16] / name
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(location) as response:  # noqa: S310
-                    shutil.copyfileobj(response, out)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            with atomic_path(path) as tmp, tmp.open("wb") as out, \
+                    urllib.request.urlopen(location) as response:  # noqa: S310
+                shutil.copyfileobj(response, out)
     if sha256 and _sha256(path) != sha256.lower():
         raise UserError(f"weights: {location} has SHA-256 {_sha256(path)}, expected {sha256}")
     return path
@@ -243,12 +240,32 @@ def write_plugin(out: str | os.PathLike, model: str, region_layer_map: RegionLay
             (tmp / filename).write_text(text)
         if is_yaml:
             shutil.copyfile(path, tmp / "graph.yaml")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Put the folder ``new`` at ``out``, keeping an existing ``out`` until ``new`` is in place.
+
+    POSIX has no atomic swap of two folders (``os.replace`` onto a non-empty folder fails), so the old one is
+    renamed aside first (``.NAME.tmp.*`` beside it), the new one renamed in, and only then the old one removed:
+    a crash in between leaves the old plugin under the aside name, never no plugin at all. If the second rename
+    fails the old folder is put back.
+    """
+    if not out.exists():
+        os.replace(new, out)
+        return
+    aside = temp_path(out)
+    os.replace(out, aside)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(aside, out)
+        raise
+    fsync_dir(out.parent)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _parser() -> argparse.ArgumentParser:

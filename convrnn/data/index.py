@@ -17,18 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from convrnn.errors import UserError
-from convrnn.io import atomic_write_bytes
+from convrnn.io import atomic_write_json
 
 INDEX_NAME = "dataset.json"
 
 INDEX_FORMAT = "convrnn-shards"
 
 INDEX_VERSION = 1
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 def read_index(path: str | os.PathLike) -> dict:
@@ -64,7 +59,7 @@ def write_index(out_dir: str | os.PathLike, name: str, classes: Sequence[str], s
         **extra,
         "splits": {k: merged[k] for k in sorted(merged)},
     }
-    atomic_write_json(path, index)
+    atomic_write_json(path, index, indent=1)
     return index
 
 

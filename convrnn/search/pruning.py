@@ -11,7 +11,6 @@ the objective from it, never from the log. The storage URL comes from the enviro
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -23,7 +22,7 @@ import optuna
 from lightning.pytorch.callbacks import Callback
 
 from convrnn.errors import UserConfigError
-from convrnn.io import atomic_write_text
+from convrnn.io import atomic_write_json
 
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
            "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner",
@@ -56,11 +55,6 @@ def build_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     spec = dict(spec)
     cls = getattr(optuna.pruners, PRUNERS[spec.pop("name", "none")])
     return cls(**spec)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Readers (the worker) never see half a file: temp file beside the target, then rename."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 class OptunaPruningCallback(Callback):
@@ -138,7 +132,8 @@ class OptunaPruningCallback(Callback):
             return
         fit_seconds = time.perf_counter() - (self._fit_start or time.perf_counter())
         last_step = max(self._values) if self._values else None
-        write_json_atomic(self.result_file, {
+        # atomic (convrnn.io): the worker never reads half a result file
+        atomic_write_json(self.result_file, {
             "state": "pruned" if self._pruned_at is not None else "complete",
             "monitor": self.monitor,
             "value": self._values[last_step] if last_step is not None else None,
@@ -148,4 +143,4 @@ class OptunaPruningCallback(Callback):
             "global_step": int(trainer.global_step),
             "fit_seconds": fit_seconds,
             "world_size": int(trainer.world_size),
-        })
+        }, indent=2, sort_keys=True)

@@ -56,6 +56,9 @@ class FiniteModelCheckpoint(ModelCheckpoint):
             return
         # Lightning's save goes through a temp file in /tmp that is then *copied* when /tmp is another file
         # system, so a kill mid-copy would leave a truncated file. Write beside the target, then rename.
+        # A fixed name, not convrnn.io.temp_path: its pid/random part differs per rank, but every rank passes
+        # this path to Lightning (strategies that save sharded checkpoints write from all ranks into it), and a
+        # kill mid-save then leaves one stale temp per checkpoint that the next save overwrites, not a new one.
         path = Path(filepath)
         tmp = path.with_name(f".{path.name}.tmp")
         super()._save_checkpoint(trainer, str(tmp))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import convrnn
-from convrnn.brainscore.plugin import fetch_weights, main
+from convrnn.brainscore.plugin import _replace_dir, fetch_weights, main
 from convrnn.brainscore.regions import parse_regions, regions_from_best_layers
 from convrnn.brainscore.timebins import bin_step_weights
 from convrnn.errors import UserError
@@ -115,6 +115,48 @@ def test_refuses_a_non_empty_out(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (out / "keep.txt").write_text("mine")
     assert main(["--model", "rgc_intermediate", *SMALL, "--regions", "V4=conv5", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+
+
+def test_force_replaces_the_folder_and_leaves_no_sibling(tmp_path: Path) -> None:
+    out = tmp_path / "plugin"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    assert main(["--model", "rgc_intermediate", *SMALL, "--regions", "V4=conv5", "--out", str(out), "--force"]) == 0
+    assert (out / "model.py").is_file() and not (out / "keep.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["plugin"]
+
+
+def test_replace_dir_keeps_the_old_folder_when_the_new_one_cannot_go_in(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    out, new = tmp_path / "plugin", tmp_path / ".plugin.new"
+    out.mkdir()
+    (out / "model.py").write_text("old")
+    new.mkdir()
+    (new / "model.py").write_text("new")
+    real_replace = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(src) == new:
+            raise OSError("disk gone")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk gone"):
+        _replace_dir(new, out)
+    assert (out / "model.py").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".plugin.new", "plugin"]  # no old folder left aside
+    monkeypatch.setattr(os, "replace", real_replace)
+    _replace_dir(new, out)
+    assert (out / "model.py").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["plugin"]
+
+
+def test_fetch_weights_failed_download_leaves_no_partial_file(tmp_path: Path) -> None:
+    missing = (tmp_path / "nowhere.bin").as_uri()
+    with pytest.raises(OSError):
+        fetch_weights(missing, cache_dir=tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
 
 
 def test_fetch_weights_by_url_caches_and_checks(tmp_path: Path) -> None:
