@@ -49,7 +49,7 @@ from .splits import (
     selection_splits,
 )
 from .stimuli import load_image, load_stimulus_set, open_stimulus
-from .summarise import DEFAULT_MIN_CEILING, ScoringResult, pick_best_layers, select_best, time_average
+from .summarise import DEFAULT_MIN_CEILING, ScoringResult, pick_best_layers, time_average
 
 __all__ = [
     "BRAINSCORE_RIDGE_ALPHAS",
@@ -100,7 +100,6 @@ __all__ = [
     "resolve_areas",
     "save_assembly",
     "score_model",
-    "select_best",
     "selection_splits",
     "spearman_brown",
     "split_half_ceiling",

@@ -185,12 +185,12 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
     rows = result.scores.copy()
     if nayebi is not None:
         rows = rows.merge(nayebi, on=["area", "layer", "bin"], how="left")
-        ceiled = rows[(rows["ceiling"] >= config.min_ceiling) & rows["nayebi_r"].notna()]
+        ceiled = rows[rows["reliable"] & rows["nayebi_r"].notna()]
         nayebi_mean = (ceiled.groupby(["area", "layer"])["nayebi_r"].mean().rename("mean_nayebi_r_ceiled_bins")
                        .reset_index())
         best = best.merge(nayebi_mean, on=["area", "layer"], how="left")
     rows["is_best"] = [best_of.get(a) == layer for a, layer in zip(rows["area"], rows["layer"], strict=True)]
-    rows["reliable"] = rows["ceiling"] >= config.min_ceiling
+    rows["reliable"] = rows.pop("reliable")  # summarise's column, after is_best as the files have always had it
     rows["model"] = loaded.name
     time_averaged = result.time_averaged
     truth: dict[str, Any] = {}
@@ -224,7 +224,7 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
         scores=rows,
     )
     paths_out = write_report(out, rows, best, summary, best_of=best_of, layer_order=layers, model_name=loaded.name,
-                             convention=config.convention, min_ceiling=config.min_ceiling)
+                             convention=config.convention)
     timings["write_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_all
     return FitResult(scoring=result, table=rows, best_layers=best, time_averaged=time_averaged, paths=paths_out,

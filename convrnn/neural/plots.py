@@ -40,14 +40,14 @@ def plot_over_time(
     ylabel: str = "noise-corrected predictivity",
     title: str | None = None,
     layer_order: Sequence[str] | None = None,
-    min_ceiling: float | None = None,
     reference: float | None = 1.0,
     show_ceiling: bool = False,
 ) -> Path:
     """One panel per area: ``value`` against bin centre (ms), a line per layer, the area's best layer bold.
 
-    ``scores`` has columns area, layer, bin, bin_end, ceiling and ``value``. Bins whose ceiling is below
-    ``min_ceiling`` are left out (the ratio to a ~0 ceiling is noise) and shaded. ``reference`` draws a dashed
+    ``scores`` has columns area, layer, bin, bin_end, ceiling and ``value``. With a ``reliable`` column (the
+    summarise stage's :func:`~convrnn.neural.summarise.reliable_bins`), the other bins are left out (the ratio to a
+    ~0 ceiling is noise) and shaded. ``reference`` draws a dashed
     horizontal line (1 = the ceiling for noise-corrected scores); ``show_ceiling`` draws sqrt(ceiling), the best
     raw r a model can reach, in black.
     """
@@ -62,9 +62,9 @@ def plot_over_time(
         centres = ((sub["bin"] + sub.get("bin_end", sub["bin"] + 10)) / 2.0)
         sub = sub.assign(_x=centres.to_numpy())
         ceil = sub.drop_duplicates("bin").sort_values("bin")
-        low = np.zeros(len(ceil), dtype=bool)
-        if min_ceiling is not None:
-            low = ~(ceil["ceiling"].to_numpy() >= min_ceiling)
+        marked = "reliable" in sub.columns
+        low = ~ceil["reliable"].to_numpy(dtype=bool) if marked else np.zeros(len(ceil), dtype=bool)
+        if marked:
             for (_, row), bad in zip(ceil.iterrows(), low, strict=True):
                 if bad:
                     ax.axvspan(row["bin"], row.get("bin_end", row["bin"] + 10), color="0.9", zorder=0)
@@ -73,8 +73,8 @@ def plot_over_time(
             if rows.empty:
                 continue
             y = rows[value].to_numpy(dtype=float).copy()
-            if min_ceiling is not None:
-                y[~(rows["ceiling"].to_numpy() >= min_ceiling)] = np.nan
+            if marked:
+                y[~rows["reliable"].to_numpy(dtype=bool)] = np.nan
             is_best = best.get(area) == layer
             ax.plot(rows["_x"], y, color=colours[i], lw=3.0 if is_best else 1.1, alpha=1.0 if is_best else 0.75,
                     zorder=3 if is_best else 2, marker="o" if is_best else None, ms=3)

@@ -44,10 +44,11 @@ def jsonable(value: Any) -> Any:
 
 
 def write_report(out: Path, table: pd.DataFrame, best: pd.DataFrame, summary: Mapping[str, Any], *,
-                 best_of: Mapping[str, str], layer_order: Sequence[str], model_name: str, convention: str,
-                 min_ceiling: float) -> dict[str, Path]:
+                 best_of: Mapping[str, str], layer_order: Sequence[str], model_name: str, convention: str
+                 ) -> dict[str, Path]:
     """Write the CSVs, the plots and ``scores.json`` (``summary`` plus its ``timings`` as they are when called) to
-    ``out``; returns the paths by name. ``best_of`` maps each area to its best layer (drawn bold)."""
+    ``out``; returns the paths by name. ``best_of`` maps each area to its best layer (drawn bold); the plots leave
+    out the bins that ``table``'s ``reliable`` column marks False."""
     paths = {"scores_csv": out / "scores.csv", "scores_json": out / "scores.json",
              "best_layers_csv": out / "best_layers.csv",
              "plot": out / "predictivity_over_time.png", "plot_raw": out / "raw_over_time.png"}
@@ -55,9 +56,8 @@ def write_report(out: Path, table: pd.DataFrame, best: pd.DataFrame, summary: Ma
     atomic_write_text(paths["best_layers_csv"], best.to_csv(index=False))
     plot_over_time(table, best_of, paths["plot"], value="score", layer_order=layer_order,
                    ylabel=f"noise-corrected predictivity ({CONVENTIONS[convention]})",
-                   title=f"{model_name}: predictivity over time", min_ceiling=min_ceiling)
+                   title=f"{model_name}: predictivity over time")
     plot_over_time(table, best_of, paths["plot_raw"], value="raw_r", layer_order=layer_order, ylabel="raw r",
-                   title=f"{model_name}: raw r (dashed: sqrt(ceiling))", min_ceiling=min_ceiling,
-                   reference=None, show_ceiling=True)
+                   title=f"{model_name}: raw r (dashed: sqrt(ceiling))", reference=None, show_ceiling=True)
     atomic_write_text(paths["scores_json"], json.dumps(jsonable(summary), indent=1))
     return paths

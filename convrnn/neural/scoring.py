@@ -50,7 +50,6 @@ from .summarise import (
     ScoringResult,
     area_ceilings,
     pick_best_layers,
-    select_best,
     summarise,
     time_average,
 )
@@ -68,7 +67,6 @@ __all__ = [
     "default_bin_steps",
     "pick_best_layers",
     "score_model",
-    "select_best",
     "time_average",
 ]
 

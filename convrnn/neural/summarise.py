@@ -17,7 +17,7 @@ import xarray as xr
 from .metrics import CONVENTIONS, noise_correct, split_half_ceiling
 
 __all__ = ["DEFAULT_MIN_CEILING", "TIME_AVERAGE_COLUMNS", "ScoringResult", "area_ceilings", "pick_best_layers",
-           "select_best", "summarise", "time_average"]
+           "reliable_bins", "summarise", "time_average"]
 
 #: Time averages of noise-corrected scores use only bins whose area ceiling is at least this (``fit_neural.py
 #: --min-ceiling``). Why: before the response starts the ceiling is ~0 and R**2/c is unbounded.
@@ -33,7 +33,7 @@ class ScoringResult:
 
     * ``scores``: one row per (area, layer, bin): ``bin`` (start ms), ``bin_end``, ``step``, ``raw_r`` (mean over
       splits of the median-over-neuroids r), ``raw_r_std``/``raw_r_sem`` (over splits, ddof=0 as Brain-Score),
-      ``n_splits``, ``ceiling``, ``score``, ``convention``, ``formula``.
+      ``n_splits``, ``ceiling``, ``score``, ``convention``, ``formula``, ``reliable`` (:func:`reliable_bins`).
     * ``time_averaged``: per (area, layer) means over bins (:func:`time_average`): the signed score, raw r and
       ceiling over the bins whose ceiling is at least ``min_ceiling`` (``*_ceiled_bins``), raw r over all bins.
     * ``best_layers``: per area the layer with the highest ``selection_raw_r`` and its time averages.
@@ -49,6 +49,17 @@ class ScoringResult:
     ceilings: pd.DataFrame
     neuroid_r: xr.DataArray
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def reliable_bins(ceiling: Any, min_ceiling: float) -> np.ndarray:
+    """The one "reliable bin" rule: the area's ceiling is finite and at least ``min_ceiling``.
+
+    Why one home: time averages, the ``reliable`` column of the score table and the plots (which leave the other
+    bins out) must agree on which bins count; downstream stages read the column instead of re-deriving it.
+    """
+    ceiling = np.asarray(ceiling, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(ceiling) & (ceiling >= min_ceiling)
 
 
 def time_average(scores: pd.DataFrame, min_ceiling: float = DEFAULT_MIN_CEILING) -> pd.DataFrame:
@@ -70,8 +81,7 @@ def time_average(scores: pd.DataFrame, min_ceiling: float = DEFAULT_MIN_CEILING)
         raw = group["raw_r"].to_numpy(dtype=np.float64)
         ceiling = group["ceiling"].to_numpy(dtype=np.float64)
         signed = np.sign(raw) * np.abs(group["score"].to_numpy(dtype=np.float64))
-        with np.errstate(invalid="ignore"):
-            ceiled = np.isfinite(ceiling) & (ceiling >= min_ceiling) & np.isfinite(raw)
+        ceiled = reliable_bins(ceiling, min_ceiling) & np.isfinite(raw)
 
         def mean(values: np.ndarray, where: np.ndarray) -> float:
             return float(values[where].mean()) if where.any() else np.nan
@@ -99,10 +109,6 @@ def pick_best_layers(time_averaged: pd.DataFrame, selection: pd.DataFrame, areas
         rows.append(dict(area=area, layer=pick["layer"], selection_raw_r=pick["selection_raw_r"],
                          **{c: ta[c] for c in TIME_AVERAGE_COLUMNS}))
     return pd.DataFrame(rows, columns=["area", "layer", "selection_raw_r", *TIME_AVERAGE_COLUMNS])
-
-
-#: The best-layer rule under the name of its stage (the same function).
-select_best = pick_best_layers
 
 
 def area_ceilings(trials: np.ndarray, masks: Mapping[str, np.ndarray], n_splits: int, missing: str
@@ -145,6 +151,7 @@ def summarise(
     for area, mask in masks.items():
         per_split_ceiling = ceil_area[area]
         c = per_split_ceiling.mean(0)
+        reliable = reliable_bins(c, min_ceiling)
         for b in range(n_bins):
             ceil_rows.append(dict(area=area, bin=bins[b, 0], bin_end=bins[b, 1], ceiling=c[b],
                                   ceiling_std=per_split_ceiling[:, b].std(), n_neuroids=int(mask.sum())))
@@ -157,7 +164,7 @@ def summarise(
                 rows.append(dict(area=area, layer=layer, bin=bins[b, 0], bin_end=bins[b, 1], step=steps[b],
                                  raw_r=raw[b], raw_r_std=std[b], raw_r_sem=std[b] / np.sqrt(n_eval),
                                  n_splits=n_eval, ceiling=c[b], score=score[b], convention=convention,
-                                 formula=CONVENTIONS[convention]))
+                                 formula=CONVENTIONS[convention], reliable=bool(reliable[b])))
             if r_all.shape[2] > n_eval:
                 sel = _area_stats(r_all[li, :, n_eval:], mask).mean(-1)  # [B]
                 sel_rows.append(dict(area=area, layer=layer,
