@@ -10,8 +10,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from convrnn.cells.rgc import PRESETS as RGC_PRESETS
 from convrnn.cells.rgc import RGCSettings
 from convrnn.errors import UserError
@@ -26,6 +24,7 @@ from convrnn.graph.schema import (
     field_defaults,
     field_names,
 )
+from convrnn.yaml_files import load_yaml_mapping
 
 # the keys of each section are the fields of its type (convrnn.graph.schema)
 TOP_KEYS = field_names(GraphSpec) | {"extends", "defaults"}
@@ -67,12 +66,7 @@ def load_yaml_graph(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str,
     path = Path(path).resolve()
     if path in _seen:
         raise ConfigError(f"circular 'extends' through {path}")
-    if not path.is_file():
-        raise ConfigError(f"model config not found: {path}")
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a model config must be a mapping")
+    data = load_yaml_mapping(path, "model config", error=ConfigError)
     parent = data.pop("extends", None)
     if parent is not None:
         data = deep_merge(load_yaml_graph(path.parent / parent, (*_seen, path)), data)

@@ -9,16 +9,16 @@ Sections (docs/search.md has the reference): ``study``, ``objectives``, ``sample
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from convrnn.errors import UserConfigError, UserError
+from convrnn.errors import UserConfigError
 from convrnn.search.space import SearchSpace, load_base_graph
 from convrnn.search.storage import has_password
+from convrnn.yaml_files import load_yaml_mapping
 
 #: objective name -> Optuna direction
 OBJECTIVES = {"val_top1": "maximize", "params": "minimize", "flops": "minimize", "neural": "maximize"}
@@ -103,19 +103,6 @@ def _str_list(value: Any, key: str) -> list[str]:
     return list(value)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"search config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exn:
-        raise UserError(f"{path}: not valid YAML: {exn}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a search config must be a mapping")
-    return data
-
-
 def _resolve_path(value: str, config_path: Path | None) -> Path:
     """Paths are relative to the working directory (like train.py configs), else to the config file."""
     path = Path(value)
@@ -132,7 +119,8 @@ def load_config(path: str | Path | None = None, data: Mapping[str, Any] | None =
     ``check_build``: also build (and dry-run) one model per cell branch at the search's sizes (what a worker
     does before its first trial; status/export/report skip it)."""
     config_path = Path(path) if path is not None else None
-    raw = copy.deepcopy(dict(data)) if data is not None else read_yaml(config_path)  # type: ignore[arg-type]
+    raw = (copy.deepcopy(dict(data)) if data is not None
+           else load_yaml_mapping(config_path, "search config"))  # type: ignore[arg-type]
     _check(raw, TOP_KEYS, "")
 
     study = _mapping(raw.get("study"), "study")
@@ -194,10 +182,8 @@ def load_config(path: str | Path | None = None, data: Mapping[str, Any] | None =
     base_config_path = _resolve_path(base_config, config_path)
     if not base_config_path.is_file():
         raise UserConfigError("trial.base_config", f"not found: {base_config_path}")
-    try:
-        base_cfg = yaml.safe_load(base_config_path.read_text()) or {}
-    except yaml.YAMLError as exn:
-        raise UserConfigError("trial.base_config", f"{base_config_path} is not valid YAML: {exn}") from None
+    base_cfg = load_yaml_mapping(base_config_path, "train.py config",
+                                 error=functools.partial(UserConfigError, "trial.base_config"))
     max_steps = _int(trial.get("max_steps"), "trial.max_steps", 1)
     val_every = _int(trial.get("val_every_n_steps", max_steps), "trial.val_every_n_steps", 1)
     if max_steps % val_every:

@@ -195,6 +195,20 @@ def test_missing_required_key_and_bad_extends(tmp_path):
         convrnn.build_model(path)
 
 
+def test_malformed_yaml_graph_is_a_config_error_naming_file_and_line(tmp_path):
+    path = write(tmp_path, f"extends: {BACKBONE}\nnodes:\n  conv2: {{input: conv1\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}, line \d+, column \d+: model config is not "
+                                          r"valid YAML"):
+        convrnn.build_model(path)
+    write(tmp_path, "[1, 2", "parent.yaml")  # the error names the file that is broken, not the one built
+    path = write(tmp_path, "extends: parent.yaml\n", "child.yaml")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path / 'parent.yaml'))}, line 1"):
+        convrnn.build_model(path)
+    path = write(tmp_path, "- conv1\n- conv2\n", "list.yaml")
+    with pytest.raises(ConfigError, match="list.yaml: a model config must be a mapping, got list"):
+        convrnn.build_model(path)
+
+
 def test_bad_node_input_reference(tmp_path):
     path = write(tmp_path, f"extends: {BACKBONE}\nnodes:\n  conv2: {{input: conv4}}\n")
     with pytest.raises(ConfigError, match=r"nodes\.conv2\.input 'conv4' must name an earlier node"):

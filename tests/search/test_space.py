@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import optuna
@@ -10,7 +11,8 @@ import pytest
 from search_helpers import run_search, search_config, write_config
 
 import convrnn
-from convrnn.errors import UserConfigError
+from convrnn.errors import UserConfigError, UserError
+from convrnn.search.cli import main as search_main
 from convrnn.search.config import load_config, model_overrides
 from convrnn.search.space import SearchSpace, edge_name, load_base_graph
 
@@ -23,6 +25,31 @@ def test_bad_knob_fails_before_the_first_trial(tmp_path: Path, synthetic_root: P
     assert "error: space.cell.rgc.tau_kernal: unknown rgc option" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()  # no study, no trial folder
+
+
+def test_malformed_search_yaml_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "search.yaml"
+    path.write_text("study:\n  name: [x\nmodel: {}\n")
+    with pytest.raises(UserError, match=rf"^{re.escape(str(path))}, line \d+, column \d+: search config is not "
+                                        r"valid YAML"):
+        load_config(path)
+    path.write_text("- study\n")
+    with pytest.raises(UserError, match="search.yaml: a search config must be a mapping"):
+        load_config(path)
+    path.write_text("study: {name: [x\n")
+    assert search_main(["status", "--config", str(path)]) == 2  # what convrnn-search / search.py print
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}, line ") and "Traceback" not in err
+
+
+def test_malformed_base_train_config_names_the_key_and_file(tmp_path: Path, synthetic_root: Path) -> None:
+    cfg = search_config(tmp_path, synthetic_root)
+    bad = tmp_path / "train.yaml"
+    bad.write_text("model: {arch: x\n")
+    cfg["trial"]["base_config"] = str(bad)
+    with pytest.raises(UserConfigError, match=rf"^trial.base_config: {re.escape(str(bad))}, line \d+") as exc:
+        load_config(data=cfg, check_build=False)
+    assert exc.value.key == "trial.base_config"
 
 
 def _mutate(cfg: dict, path: str, value: object) -> dict:

@@ -122,6 +122,19 @@ def test_bad_config_value_names_the_key(tmp_path: Path, synthetic_root: Path, ca
     assert named in capsys.readouterr().err
 
 
+def test_malformed_model_yaml_names_file_and_line(tmp_path: Path, synthetic_root: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    graph = tmp_path / "graph.yaml"
+    graph.write_text("name: broken\nnodes: {conv1: {pre: {channels: 4}\n")
+    config = write_config(tmp_path / "c.yaml", tiny_config(synthetic_root, tmp_path / "runs"))
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["fit", "--config", str(config), "--model.arch", str(graph)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{graph}, line " in err and "not valid YAML" in err
+    assert "Traceback" not in err
+
+
 def test_class_count_mismatch_names_the_key(tmp_path: Path, synthetic_root: Path,
                                             capsys: pytest.CaptureFixture) -> None:
     cfg = tiny_config(synthetic_root, tmp_path / "runs")
