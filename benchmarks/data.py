@@ -42,7 +42,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _photos import write_photo_folder  # noqa: E402
+from photos import write_photo_folder  # noqa: E402  (benchmarks/photos.py)
 
 from convrnn.data.datamodule import ShardDataModule  # noqa: E402
 from convrnn.data.imagenet import convert_imagenet  # noqa: E402

@@ -30,7 +30,11 @@ from convrnn.search.status import ranked
 from convrnn.search.trial import write_model_yaml
 
 
-def _edges(cfg: SearchConfig, t: FrozenTrial) -> list[list[str]]:
+def trial_edges(cfg: SearchConfig, t: FrozenTrial) -> list[list[str]]:
+    """A trial's feedback edges as ``[source, target]`` pairs: what the trial recorded, else read from its params.
+
+    Public because the report's edge statistics must read edges exactly as export's vote does.
+    """
     if "edges" in t.user_attrs:
         return [list(e) for e in t.user_attrs["edges"]]
     point = cfg.space.point_from_params(t.params)
@@ -110,7 +114,7 @@ def export(cfg: SearchConfig, url: str, *, how: str | None = None, top_k: int = 
     if len(best) < top_k:
         raise UserError(f"--top-k {top_k}: the study has only {len(best)} COMPLETE trials")
     top = best[:top_k]
-    point, chosen = cfg.space.median_point([t.params for t in top], [_edges(cfg, t) for t in top])
+    point, chosen = cfg.space.median_point([t.params for t in top], [trial_edges(cfg, t) for t in top])
     header = [f"study {cfg.study_name}: median of the top {top_k} trials by {cfg.objectives[0]} "
               f"(trials {[t.number for t in top]})",
               "numeric knobs: median; switches, choices and edges: majority (docs/search.md)",
@@ -118,4 +122,4 @@ def export(cfg: SearchConfig, url: str, *, how: str | None = None, top_k: int = 
     return [_write(cfg, out, _graph(cfg, point, f"{cfg.study_name}_median{top_k}", search_sizes), header)]
 
 
-__all__ = ["export", "optuna"]
+__all__ = ["export", "optuna", "trial_edges"]

@@ -73,9 +73,9 @@ def edge_statistics(cfg: SearchConfig, trials: list[FrozenTrial], window: int) -
     complete trials with it minus those without it (None when one side is empty)."""
     if cfg.space.edge_candidates is None:
         return {}
-    from convrnn.search.export import _edges  # noqa: PLC0415  (the same edge reading as export)
+    from convrnn.search.export import trial_edges  # noqa: PLC0415  (the same edge reading as export)
 
-    with_edges = [(t, {tuple(e) for e in _edges(cfg, t)}) for t in trials if t.params]
+    with_edges = [(t, {tuple(e) for e in trial_edges(cfg, t)}) for t in trials if t.params]
     stats: dict[str, Any] = {}
     for s, t in cfg.space.edge_candidates:
         name = f"{s}->{t}"

@@ -3,6 +3,9 @@
 Why not just noise: JPEG size and decode cost depend on image content. These images mix a 1/f colour
 field (natural-image spectrum), hard-edged shapes (occlusion edges), fine texture and sensor-like noise,
 so they compress to sizes similar to real ImageNet photos.
+
+A helper module, not a benchmark: ``benchmarks/data.py`` imports it (``from photos import ...``, with
+``benchmarks/`` on ``sys.path``).
 """
 
 from __future__ import annotations
