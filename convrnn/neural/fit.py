@@ -17,18 +17,20 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
 from .features import FeatureSource
 from .gram import SplitGram, center_gram, gram
-from .metrics import pearson_r
-from .pls import ConstantFeaturesWarning, PLSRegression, pls_kernel, pls_primal
-from .ridge import RidgeCV, ridge_cv_kernel
+from .metrics import nayebi_consistency, pearson_r
+from .pls import ConstantFeaturesWarning, pls_kernel, pls_primal
+from .regression import make_estimator
+from .ridge import ridge_cv_kernel
 from .splits import Split
 from .tensors import to_tensor
 
-__all__ = ["feature_rows", "fit_layers"]
+__all__ = ["feature_rows", "fit_layers", "fit_nayebi"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +210,9 @@ def _shared_fit(
             Y_stack = np.concatenate([Y[s.train][:, mask, b] for b in range(n_bins)], axis=0)
             if callable(fitter.regression):
                 model = fitter.regression()
-            elif fitter.regression == "pls":
-                model = PLSRegression(fitter.n_components, device=fitter.device, dtype=fitter.dtype)
             else:
-                model = RidgeCV(fitter.ridge_alphas, cv=fitter.ridge_cv, device=fitter.device, dtype=fitter.dtype)
+                model = make_estimator(fitter.regression, fitter.n_components, ridge_alphas=fitter.ridge_alphas,
+                                       ridge_cv=fitter.ridge_cv, device=fitter.device, dtype=fitter.dtype)
             model.fit(X_stack, Y_stack)
             for b in range(n_bins):
                 pred = np.asarray(model.predict(Xn[b][s.test]))
@@ -284,3 +285,48 @@ def fit_layers(
     r = xr.DataArray(r_all, dims=["layer", "time_bin", "split", "neuroid"],
                      coords={"layer": list(layers), "step": ("time_bin", list(steps))})
     return r, constant
+
+
+def fit_nayebi(
+    features: FeatureSource,
+    trials: np.ndarray,
+    stimulus_ids: Sequence[Any],
+    best_of: Mapping[str, str],
+    masks: Mapping[str, np.ndarray],
+    steps: Sequence[int],
+    bin_starts: Sequence[Any],
+    splits: Sequence[Split],
+    *,
+    regression: str,
+    n_components: int,
+    n_seeds: int,
+    device: str | torch.device | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Nayebi's r̃ per (area, best layer, bin) (:func:`convrnn.neural.metrics.nayebi_consistency`): maps refit on
+    each trial half, model reliability in the denominator. ``trials`` is [repetition, stimulus, neuroid, bin] in
+    ``stimulus_ids`` order; ``progress(1)`` is called after each bin. Columns: area, layer, bin, nayebi_r (NaN where
+    the features have no stimulus variance).
+
+    Why only the best layers: every (split, seed) needs two extra fits, so all layers would multiply the cost of
+    scoring by ~2 x ``n_seeds``.
+    """
+    def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+        estimator = make_estimator(regression, min(n_components, *x_train.shape), device=device)
+        return np.asarray(estimator.fit(x_train, y_train).predict(x_test))
+
+    rows = feature_rows(features, np.asarray([str(s) for s in stimulus_ids]))
+    out = []
+    for area, layer in best_of.items():
+        for b, step in enumerate(steps):
+            X = np.asarray(_take_rows(features.get(layer, step), rows), dtype=np.float64)
+            value = np.nan
+            if np.ptp(X, axis=0).max(initial=0.0) > 0:  # no stimulus variance: r~ is undefined, left NaN
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # near-constant targets of single halves
+                    value = nayebi_consistency(X, trials[:, :, masks[area], b], fit_predict, splits,
+                                               n_seeds=n_seeds).score()
+            out.append(dict(area=area, layer=layer, bin=bin_starts[b], nayebi_r=value))
+            if progress is not None:
+                progress(1)
+    return pd.DataFrame(out, columns=["area", "layer", "bin", "nayebi_r"])

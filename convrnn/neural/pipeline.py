@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -53,15 +52,14 @@ from convrnn.neural.checkpoint import LoadedModel
 from convrnn.neural.checks import check_data, check_flags, check_steps, check_user_files, choose_strata
 from convrnn.neural.config import FitConfig, FitResult
 from convrnn.neural.features import extract_features, fit_pca
+from convrnn.neural.fit import fit_nayebi
 from convrnn.neural.inputs import load_data, load_model_for, pca_image_list, smallest_input_size, synthetic_plan
-from convrnn.neural.metrics import CONVENTIONS, nayebi_consistency
-from convrnn.neural.pls import PLSRegression
+from convrnn.neural.metrics import CONVENTIONS
 from convrnn.neural.report import write_report
-from convrnn.neural.ridge import RidgeCV
 from convrnn.neural.scoring import score_model
 from convrnn.neural.splits import make_splits, train_count
 from convrnn.neural.stimuli import load_stimulus_set
-from convrnn.neural.summarise import ScoringResult
+from convrnn.neural.summarise import ScoringResult, add_nayebi, mark_best
 from convrnn.neural.synthetic import SyntheticRecordings, write_pca_images
 from convrnn.threads import torch_threads
 
@@ -181,16 +179,10 @@ def _score_and_write(config: FitConfig, features: Any, td: TrialData, layers: li
         timings["nayebi_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    best = result.best_layers
-    rows = result.scores.copy()
+    best, rows = result.best_layers, result.scores
     if nayebi is not None:
-        rows = rows.merge(nayebi, on=["area", "layer", "bin"], how="left")
-        ceiled = rows[rows["reliable"] & rows["nayebi_r"].notna()]
-        nayebi_mean = (ceiled.groupby(["area", "layer"])["nayebi_r"].mean().rename("mean_nayebi_r_ceiled_bins")
-                       .reset_index())
-        best = best.merge(nayebi_mean, on=["area", "layer"], how="left")
-    rows["is_best"] = [best_of.get(a) == layer for a, layer in zip(rows["area"], rows["layer"], strict=True)]
-    rows["reliable"] = rows.pop("reliable")  # summarise's column, after is_best as the files have always had it
+        rows, best = add_nayebi(rows, best, nayebi)
+    rows = mark_best(rows, best_of)
     rows["model"] = loaded.name
     time_averaged = result.time_averaged
     truth: dict[str, Any] = {}
@@ -283,33 +275,13 @@ def _evaluation_splits(td: TrialData, config: FitConfig, strata: str | None) -> 
 
 def _nayebi_scores(features: Any, td: TrialData, best_of: Mapping[str, str], areas: dict[str, dict[str, Any]],
                    steps: Sequence[int], config: FitConfig, strata: str | None) -> pd.DataFrame:
-    """Nayebi's r̃ per (area, best layer, bin): maps refit on each trial half, model reliability in the denominator.
-
-    Why only the best layers: every (split, seed) needs two extra fits, so all layers would multiply the cost of
-    scoring by ~2 x ``nayebi_seeds``.
-    """
-    splits = _evaluation_splits(td, config, strata)
-    masks = area_masks(td.neuroids, areas)
-
-    def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
-        if config.regression == "pls":
-            estimator = PLSRegression(min(config.n_components, *x_train.shape), device=config.device)
-        else:
-            estimator = RidgeCV(device=config.device)
-        return np.asarray(estimator.fit(x_train, y_train).predict(x_test))
-
-    rows = []
+    """Nayebi's r̃ of the best layers (:func:`convrnn.neural.fit.fit_nayebi`) on the evaluation splits; a tqdm bar
+    follows its progress callback."""
     bar = tqdm(total=len(best_of) * len(steps), desc="Nayebi r~", unit="bin", disable=not config.progress)
-    for area, layer in best_of.items():
-        for b, step in enumerate(steps):
-            X = np.asarray(features.get(layer, step), dtype=np.float64)
-            value = np.nan
-            if np.ptp(X, axis=0).max(initial=0.0) > 0:  # no stimulus variance: r~ is undefined, left NaN
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # near-constant targets of single halves
-                    value = nayebi_consistency(X, td.trials[:, :, masks[area], b], fit_predict, splits,
-                                               n_seeds=config.nayebi_seeds).score()
-            rows.append(dict(area=area, layer=layer, bin=td.bins[b, 0], nayebi_r=value))
-            bar.update()
-    bar.close()
-    return pd.DataFrame(rows, columns=["area", "layer", "bin", "nayebi_r"])
+    try:
+        return fit_nayebi(features, td.trials, list(td.stimulus_ids), best_of, area_masks(td.neuroids, areas), steps,
+                          td.bins[:, 0], _evaluation_splits(td, config, strata), regression=config.regression,
+                          n_components=config.n_components, n_seeds=config.nayebi_seeds, device=config.device,
+                          progress=bar.update)
+    finally:
+        bar.close()

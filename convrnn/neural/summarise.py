@@ -16,8 +16,8 @@ import xarray as xr
 
 from .metrics import CONVENTIONS, noise_correct, split_half_ceiling
 
-__all__ = ["DEFAULT_MIN_CEILING", "TIME_AVERAGE_COLUMNS", "ScoringResult", "area_ceilings", "pick_best_layers",
-           "reliable_bins", "summarise", "time_average"]
+__all__ = ["DEFAULT_MIN_CEILING", "TIME_AVERAGE_COLUMNS", "ScoringResult", "area_ceilings", "add_nayebi",
+           "mark_best", "pick_best_layers", "reliable_bins", "summarise", "time_average"]
 
 #: Time averages of noise-corrected scores use only bins whose area ceiling is at least this (``fit_neural.py
 #: --min-ceiling``). Why: before the response starts the ceiling is ~0 and R**2/c is unbounded.
@@ -109,6 +109,26 @@ def pick_best_layers(time_averaged: pd.DataFrame, selection: pd.DataFrame, areas
         rows.append(dict(area=area, layer=pick["layer"], selection_raw_r=pick["selection_raw_r"],
                          **{c: ta[c] for c in TIME_AVERAGE_COLUMNS}))
     return pd.DataFrame(rows, columns=["area", "layer", "selection_raw_r", *TIME_AVERAGE_COLUMNS])
+
+
+def mark_best(scores: pd.DataFrame, best_of: Mapping[str, str]) -> pd.DataFrame:
+    """``scores`` with ``is_best`` (the row's layer is its area's best, ``best_of[area]``) and then ``reliable``
+    as its last two columns (the order ``scores.csv`` has always had)."""
+    rows = scores.copy()
+    rows["is_best"] = [best_of.get(a) == layer for a, layer in zip(rows["area"], rows["layer"], strict=True)]
+    rows["reliable"] = rows.pop("reliable")
+    return rows
+
+
+def add_nayebi(scores: pd.DataFrame, best_layers: pd.DataFrame, nayebi: pd.DataFrame
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Nayebi's r̃ per bin (:func:`convrnn.neural.fit.fit_nayebi`) merged into ``scores`` as ``nayebi_r``, and its
+    time average over the reliable bins with a finite r̃ into ``best_layers`` as ``mean_nayebi_r_ceiled_bins``
+    (the same bins as the other ``*_ceiled_bins`` averages)."""
+    rows = scores.merge(nayebi, on=["area", "layer", "bin"], how="left")
+    ceiled = rows[rows["reliable"] & rows["nayebi_r"].notna()]
+    mean = ceiled.groupby(["area", "layer"])["nayebi_r"].mean().rename("mean_nayebi_r_ceiled_bins").reset_index()
+    return rows, best_layers.merge(mean, on=["area", "layer"], how="left")
 
 
 def area_ceilings(trials: np.ndarray, masks: Mapping[str, np.ndarray], n_splits: int, missing: str
