@@ -40,28 +40,36 @@ class EpochLoader:
         persistent: it is iterated once per stream), and releasing it shuts them down. A later pass restarts."""
         self._it = None
 
-    # hooks for subclasses that keep more state (convrnn.training.data.ResumableEpochLoader)
-    def _start(self) -> None:
+    @property
+    def streaming(self) -> bool:
+        """Whether a stream is open (an iterator over ``loader``, which owns the worker processes)."""
+        return self._it is not None
+
+    # Hooks for subclasses that keep more state (convrnn.training.data.ResumableEpochLoader overrides all four
+    # to replay or reseed the stream on resume); public so that a subclass in another module needs no private name.
+    def start_stream(self) -> None:
+        """Open the stream: a new pass over ``loader`` (``__iter__`` calls this when none is open)."""
         self._it = iter(self.loader)
 
-    def _next(self) -> Batch:
-        assert self._it is not None
+    def next_batch(self) -> Batch:
+        """The open stream's next batch (``StopIteration`` if the loader ends)."""
+        assert self._it is not None, "start_stream() first"
         return next(self._it)
 
-    def _epoch_samples(self) -> int:
+    def epoch_samples(self) -> int:
         """Samples the epoch that is starting has (a resumed epoch may have fewer)."""
         return self.num_samples
 
-    def _taken(self, remaining: int) -> None:
+    def batch_taken(self, remaining: int) -> None:
         """Called after each batch with the samples the epoch still has."""
 
     def __iter__(self) -> Iterator[Batch]:
         if self._it is None:
-            self._start()
-        remaining = self._epoch_samples()
+            self.start_stream()
+        remaining = self.epoch_samples()
         while remaining > 0:
             try:
-                batch = self._next()
+                batch = self.next_batch()
             except StopIteration:
                 self._it = None
                 raise RuntimeError("the resampled training stream ended; this should not happen") from None
@@ -75,7 +83,7 @@ class EpochLoader:
                 batch = tuple(x[:remaining] for x in batch)
                 n = remaining
             remaining -= n
-            self._taken(remaining)
+            self.batch_taken(remaining)
             yield batch
 
 

@@ -62,7 +62,7 @@ class ResumableEpochLoader(EpochLoader):
 
     def __init__(self, make_loader: Callable[[int], DataLoader], num_samples: int, batch_size: int, seed: int,
                  rank: int, resume: ResumeMode = "exact") -> None:
-        super().__init__(None, num_samples, batch_size)  # type: ignore[arg-type]  # built per stream in _start
+        super().__init__(None, num_samples, batch_size)  # type: ignore[arg-type]  # built per stream in start_stream
         self.make_loader = make_loader
         self.seed = int(seed)
         self.rank = int(rank)
@@ -90,7 +90,7 @@ class ResumableEpochLoader(EpochLoader):
                 f"{self.batch_size}; resume with the same data.batch_size, train_samples_per_epoch and devices")
         self.total_batches = int(state["total_batches"])
         self.epoch_remaining = int(state["epoch_remaining"])
-        self._it = None
+        self.close()  # the next pass opens the stream the state names
         if self.resume == "exact":
             self.stream = int(state["stream"])
             self.stream_batches = 0
@@ -101,36 +101,40 @@ class ResumableEpochLoader(EpochLoader):
             self._skip = 0
 
     # ---------------------------------------------------------------------------------------- stream
-    def _start(self) -> None:
+    def start_stream(self) -> None:
+        """Build this stream's DataLoader, seed it from (seed, rank, stream), open it and skip what was taken."""
         self.loader = loader = self.make_loader(self.stream)
         stream_seed = _mix("convrnn-train-stream", self.seed, self.rank, self.stream)
         # DataLoader draws each worker's base seed (python `random`, torch) from this generator
         loader.generator = torch.Generator().manual_seed(stream_seed)
         # without workers the transforms draw from the main process's `random`: give the stream its own state
         self._py_state = random.Random(stream_seed).getstate() if loader.num_workers == 0 else None
-        self._it = iter(loader)
+        super().start_stream()
         skip, self._skip = self._skip, 0
         for _ in range(skip):
-            self._next()
+            self.next_batch()
 
-    def _next(self) -> Any:
+    def next_batch(self) -> Any:
+        """The stream's next batch, drawn under the stream's own ``random`` state when there are no workers."""
         if self._py_state is None:
-            batch = super()._next()
+            batch = super().next_batch()
         else:
             outer = random.getstate()
             random.setstate(self._py_state)
             try:
-                batch = super()._next()
+                batch = super().next_batch()
             finally:
                 self._py_state = random.getstate()
                 random.setstate(outer)
         self.stream_batches += 1
         return batch
 
-    def _epoch_samples(self) -> int:
+    def epoch_samples(self) -> int:
+        """The rest of a resumed epoch, else a full one."""
         return self.epoch_remaining or self.num_samples
 
-    def _taken(self, remaining: int) -> None:
+    def batch_taken(self, remaining: int) -> None:
+        """Count the batch for the checkpoint's state."""
         self.epoch_remaining = remaining
         self.total_batches += 1
 

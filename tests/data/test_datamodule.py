@@ -117,7 +117,7 @@ def test_train_epoch_size_with_workers(imagenet_shards: Path) -> None:
         assert sum(len(b[1]) for b in loader) == 30
     assert len(loader) == 8
     dm.teardown()
-    assert loader._it is None and loader.loader._iterator is None
+    assert not loader.streaming and loader.loader._iterator is None
 
 
 def test_teardown_stops_every_worker_process(imagenet_shards: Path) -> None:
