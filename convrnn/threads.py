@@ -16,13 +16,13 @@ __all__ = ["torch_threads"]
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``n`` intra-op threads (None: leave torch's setting), restoring the old value after.
+    """Run a block with ``n`` intra-op threads (None or 0: leave torch's setting), restoring the old value after.
 
     Why: the models' convolutions are small (tens of microseconds at demo sizes), so OpenMP barriers dominate;
     on a busy 2-core machine 2 threads were 15x slower than 1 (42 s vs 2.7 s for 128 images, 10 layers).
     """
     old = torch.get_num_threads()
-    if n is not None and n != old:
+    if n and n != old:  # 0 is the CLI's "torch's default" (--threads 0), as None
         torch.set_num_threads(int(n))
     try:
         yield

@@ -19,11 +19,14 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from convrnn.errors import UserConfigError
+
+if TYPE_CHECKING:  # imported when needed: the neural package is heavier than the search's own modules
+    from convrnn.neural.config import FitConfig
 
 #: the best-layer column holding each area's noise-corrected score averaged over its reliable bins (the bins
 #: whose ceiling reaches min_ceiling); older pipelines called it "score"
@@ -51,26 +54,26 @@ def count_flops(model_yaml: str | Path, overrides: Mapping[str, Any]) -> int:
 
 
 def check_neural_spec(spec: Mapping[str, Any], key: str = "neural") -> None:
-    """Validate ``neural:`` (data, synthetic config, synthetic_dir, fit options of ``FitConfig``)."""
-    from convrnn.neural.config import FitConfig
-    from convrnn.neural.synthetic import SyntheticConfig
-
+    """Validate ``neural:`` (data, synthetic config, synthetic_dir, fit options of ``FitConfig``) before any trial:
+    names and types through :func:`convrnn.neural.config.fit_config_from_mapping`, the parser the
+    ``convrnn-fit-neural`` command uses too, so each error names the key (``neural.fit.n_components: ...``)."""
     data = spec.get("data", "synthetic")
     if not isinstance(data, str):
         raise UserConfigError(f"{key}.data", f"must be 'synthetic' or a data file, got {data!r}")
     if data != "synthetic" and not Path(data).exists():
         raise UserConfigError(f"{key}.data", f"not found: {data}")
-    synthetic = spec.get("synthetic") or {}
-    if not isinstance(synthetic, Mapping):
-        raise UserConfigError(f"{key}.synthetic", "must be a mapping of SyntheticConfig fields")
-    known = {f.name for f in fields(SyntheticConfig)}
-    for name in synthetic:
-        if name not in known:
-            raise UserConfigError(f"{key}.synthetic.{name}", f"unknown field; fields: {sorted(known)}")
-    try:
-        SyntheticConfig(**_synthetic_kwargs(synthetic))
-    except (TypeError, ValueError) as exn:
-        raise UserConfigError(f"{key}.synthetic", str(exn)) from None
+    synthetic_dir = spec.get("synthetic_dir")
+    if synthetic_dir is not None and not isinstance(synthetic_dir, str):
+        raise UserConfigError(f"{key}.synthetic_dir", f"must be a folder, got {synthetic_dir!r}")
+    _fit_config(spec, Path("."), key=key)
+
+
+def _fit_config(spec: Mapping[str, Any], out: Path, model: str | None = None, synthetic_dir: str | None = None,
+                key: str = "neural") -> FitConfig:
+    """The :class:`FitConfig` of ``spec`` (``neural:``): ``fit`` holds FitConfig fields but those the objective
+    sets itself (:data:`NEURAL_FIT_EXCLUDED`); ``synthetic`` (SyntheticConfig fields) applies to synthetic data."""
+    from convrnn.neural.config import FitConfig, fit_config_from_mapping
+
     fit = spec.get("fit") or {}
     if not isinstance(fit, Mapping):
         raise UserConfigError(f"{key}.fit", "must be a mapping of fit_neural options")
@@ -78,13 +81,15 @@ def check_neural_spec(spec: Mapping[str, Any], key: str = "neural") -> None:
     for name in fit:
         if name not in allowed:
             raise UserConfigError(f"{key}.fit.{name}", f"unknown fit option; options: {sorted(allowed)}")
-
-
-def _synthetic_kwargs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs = dict(spec)
-    if "levels" in kwargs:
-        kwargs["levels"] = tuple(kwargs["levels"])
-    return kwargs
+    fit_config_from_mapping({**fit, "out": str(out)}, where=f"{key}.fit.")  # type errors name neural.fit.KEY
+    data = spec.get("data", "synthetic")
+    synthetic = spec.get("synthetic") or None
+    values: dict[str, Any] = {"progress": False, **fit, "out": str(out), "model": model, "data": data,
+                              "synthetic_dir": synthetic_dir if data == "synthetic" else None,
+                              "synthetic": synthetic if data == "synthetic" else None}
+    if synthetic is not None:  # checked whatever the data, named neural.synthetic.KEY
+        fit_config_from_mapping({"out": str(out), "synthetic": synthetic}, where=f"{key}.")
+    return fit_config_from_mapping(values, where=f"{key}.")
 
 
 @contextlib.contextmanager
@@ -101,22 +106,13 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def neural_score(checkpoint: Path, out: Path, spec: Mapping[str, Any], shared_dir: Path) -> tuple[float, float]:
     """(median over areas of the best layer's noise-corrected score, seconds it took)."""
-    from convrnn.neural.config import FitConfig
     from convrnn.neural.pipeline import run
-    from convrnn.neural.synthetic import SyntheticConfig
 
     start = time.perf_counter()
-    data = spec.get("data", "synthetic")
-    kwargs: dict[str, Any] = dict(spec.get("fit") or {})
-    kwargs.setdefault("progress", False)
     synthetic_dir = None
-    synthetic = None
-    if data == "synthetic":
+    if spec.get("data", "synthetic") == "synthetic":
         synthetic_dir = Path(spec.get("synthetic_dir") or shared_dir / "neural_data")
-        if spec.get("synthetic"):
-            synthetic = SyntheticConfig(**_synthetic_kwargs(spec["synthetic"]))
-    config = FitConfig(out=out, model=str(checkpoint), data=data, synthetic=synthetic,
-                       synthetic_dir=str(synthetic_dir) if synthetic_dir else None, **kwargs)
+    config = _fit_config(spec, out, model=str(checkpoint), synthetic_dir=str(synthetic_dir) if synthetic_dir else None)
     lock = _exclusive(synthetic_dir.with_name(synthetic_dir.name + ".lock")) if synthetic_dir else \
         contextlib.nullcontext()
     with lock:
