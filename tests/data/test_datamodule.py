@@ -22,7 +22,8 @@ from convrnn.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from convrnn.data.val_check import ValSampleCountCheck
 from convrnn.errors import UserConfigError
 
-# torchvision 0.29 deprecates its JPEG decoder (our optional fast path; PIL takes over once it is gone)
+# torchvision 0.29 deprecates its image decoders (torchvision.io). The shard pipeline does not use them: it decodes
+# with simplejpeg (PIL for CMYK/YCCK) since commit 1d29774; this filter only keeps a stray torchvision decode quiet
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
 
