@@ -433,3 +433,21 @@ def test_cli_is_generated_from_fitconfig(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["--config", str(yaml)])
     assert exc.value.code == 2
+
+
+def test_yaml_config_with_a_nested_synthetic_mapping_runs(tiny: SyntheticRecordings, tmp_path: Path) -> None:
+    """A YAML --config holding the synthetic data's config as a ``synthetic:`` mapping (the same config as the
+    recordings in --synthetic-dir, so they are reused) and list-valued fields runs end to end."""
+    import dataclasses
+
+    import yaml
+
+    out = tmp_path / "fit"
+    synthetic = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(TINY).items()}
+    path = tmp_path / "scoring.yaml"
+    path.write_text(yaml.safe_dump({"out": str(out), "model": "teacher", "synthetic": synthetic,
+                                    "synthetic_dir": str(tiny.root), "layers": ["conv5"], "regions": ["V4"],
+                                    "n_splits": 2, "progress": False, "threads": 0}))
+    assert _cli().main(["--config", str(path)]) == 0
+    table = pd.read_csv(out / "scores.csv")
+    assert set(table["layer"]) == {"conv5"} and set(table["area"]) == {"V4"} and (table["n_splits"] == 2).all()
