@@ -20,15 +20,14 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 def normalisation(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``(shift, scale)`` [3, 1, 1] tensors of :func:`normalise` for 0-255 pixels: ``255 mean``, ``1 / (255 std)``.
+    """The float32 ``(mean, std)`` [3, 1, 1] tensors :func:`normalise` uses.
 
     Why separate: a caller that normalises many batches (the DataModule's ``Normalize``) builds them once.
     """
     if len(mean) != 3 or len(std) != 3:
         raise ValueError("mean and std need 3 values (RGB)")
-    shift = torch.tensor([float(m) for m in mean]).view(3, 1, 1) * 255.0
-    scale = 1.0 / (torch.tensor([float(s) for s in std]).view(3, 1, 1) * 255.0)
-    return shift, scale
+    return (torch.tensor([float(m) for m in mean]).view(3, 1, 1),
+            torch.tensor([float(s) for s in std]).view(3, 1, 1))
 
 
 def normalise(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, *,
@@ -36,17 +35,17 @@ def normalise(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Seque
     """uint8 RGB ``[..., 3, H, W]`` (0-255) -> float32 ``(x / 255 - mean) / std``, the input every model expects.
 
     Why one home: training (``convrnn.data.transforms.Normalize``) and the neural fits
-    (``convrnn.neural.features.image_tensor``) must present images identically. Computed as
-    ``(x - 255 mean) / (255 std)`` on a fresh float32 copy; ``constants`` (from :func:`normalisation`, on ``x``'s
-    device) skips rebuilding them.
+    (``convrnn.neural.features.image_tensor``) must present images identically. Computed in float32 in that order
+    (torchvision's ``ToDtype(scale=True)`` + ``Normalize``) on a fresh copy; ``constants`` (from
+    :func:`normalisation`) skips rebuilding the mean and std tensors.
     """
-    shift, scale = constants if constants is not None else normalisation(mean, std)
+    mean_t, std_t = constants if constants is not None else normalisation(mean, std)
     y = x.to(torch.float32, memory_format=torch.contiguous_format)
     if y is x:  # already float32: do not modify the caller's tensor
         y = y.clone()
-    if shift.device != y.device:
-        shift, scale = shift.to(y.device), scale.to(y.device)
-    return y.sub_(shift).mul_(scale)
+    if mean_t.device != y.device:
+        mean_t, std_t = mean_t.to(y.device), std_t.to(y.device)
+    return y.div_(255.0).sub_(mean_t).div_(std_t)
 
 
 def static_schedule(images: torch.Tensor, image_off: int | None, blank: float) -> Frames:

@@ -282,14 +282,14 @@ class Normalize:
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
-        self._shift, self._scale = normalisation(mean, std)  # checks 3 values each
+        self._mean, self._std = normalisation(mean, std)  # checks 3 values each
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self._shift.device != x.device:
-            self._shift, self._scale = self._shift.to(x.device), self._scale.to(x.device)
-        return normalise(x, constants=(self._shift, self._scale))
+        if self._mean.device != x.device:
+            self._mean, self._std = self._mean.to(x.device), self._std.to(x.device)
+        return normalise(x, constants=(self._mean, self._std))
 
 
 def sample_image_bytes(sample: Mapping[str, Any]) -> bytes:
