@@ -1,27 +1,16 @@
 """Neural data and model-to-brain scoring: brainio I/O, PLS/ridge maps on torch, splits, ceilings, scoring.
 
-Stages, each depending only on the ones before: inputs (assembly, stimuli, synthetic, areas) -> features ->
-regression (gram, pls, ridge) -> fit (r[layer, bin, split, neuroid]) -> summarise (ceilings, area medians, best
-layer) -> report (report, plots). ``scoring.score_model`` runs fit + summarise. The command on top: config
-(``FitConfig``) -> inputs (a config's data and model) and checks (before any work) -> pipeline (``run``) -> cli.
+Stages, each depending only on the ones before: inputs (assembly, plain, trials, stimuli, synthetic, areas) ->
+features -> regression (gram, pls, ridge, regression) -> fit (r[layer, bin, split, neuroid]) -> summarise
+(ceilings, area medians, best layer) -> report (report, plots). ``scoring.score_model`` runs fit + summarise. The
+command on top: config (``FitConfig``) -> inputs (a config's data and model) and checks (before any work) ->
+pipeline (``run``) -> cli.
 
 ``docs/neural.md`` describes the conventions reproduced here (Brain-Score, Nayebi et al.) and every default.
 """
 
 from .areas import NAYEBI_AREAS, area_masks, default_bin_steps, resolve_areas
-from .assembly import (
-    TrialData,
-    average_repetitions,
-    check_time_bins,
-    check_trials,
-    from_arrays,
-    gather_indexes,
-    load_assembly,
-    load_plain,
-    merge_stimulus_set,
-    save_assembly,
-    trial_array,
-)
+from .assembly import check_time_bins, gather_indexes, load_assembly, merge_stimulus_set, save_assembly
 from .features import ArrayFeatures, FeatureSource, MemmapFeatures
 from .gram import center_gram, gram
 from .metrics import (
@@ -36,6 +25,7 @@ from .metrics import (
     spearman_brown,
     split_half_ceiling,
 )
+from .plain import from_arrays, load_plain
 from .pls import ConstantFeaturesWarning, PLSRegression, pls_kernel, pls_primal
 from .ridge import BRAINSCORE_RIDGE_ALPHAS, NAYEBI_RIDGE_ALPHAS, Ridge, RidgeCV
 from .scoring import score_model
@@ -50,6 +40,7 @@ from .splits import (
 )
 from .stimuli import load_image, load_stimulus_set, open_stimulus
 from .summarise import DEFAULT_MIN_CEILING, ScoringResult, pick_best_layers, time_average
+from .trials import TrialData, average_repetitions, check_trials, trial_array
 
 __all__ = [
     "BRAINSCORE_RIDGE_ALPHAS",

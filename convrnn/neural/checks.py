@@ -21,10 +21,10 @@ import torch
 
 from convrnn.errors import UserError
 from convrnn.neural.areas import area_masks, default_bin_steps, resolve_areas
-from convrnn.neural.assembly import TrialData, check_trials
 from convrnn.neural.config import PLAIN_SUFFIXES, FitConfig
 from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS
 from convrnn.neural.splits import train_count
+from convrnn.neural.trials import TrialData, check_trials
 
 __all__ = ["check_data", "check_flags", "check_steps", "check_user_files", "choose_strata"]
 

@@ -31,9 +31,10 @@ import convrnn
 from convrnn.checkpoint import CHECKPOINT_SUFFIXES, is_checkpoint_path
 from convrnn.errors import UserError
 from convrnn.graph.spec import InputTooSmallError
-from convrnn.neural.assembly import load_assembly, load_plain, merge_stimulus_set
+from convrnn.neural.assembly import load_assembly, merge_stimulus_set
 from convrnn.neural.checkpoint import RELEASE_PREFIX, LoadedModel, load_model
 from convrnn.neural.config import IMAGE_SUFFIXES, PLAIN_SUFFIXES, FitConfig
+from convrnn.neural.plain import load_plain
 from convrnn.neural.stimuli import load_stimulus_set
 from convrnn.neural.synthetic import PARAMS_FILE, SyntheticConfig, SyntheticRecordings, generate, load_synthetic
 

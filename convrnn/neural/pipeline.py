@@ -47,7 +47,6 @@ from tqdm.auto import tqdm
 
 from convrnn.errors import UserError
 from convrnn.neural.areas import area_masks, resolve_areas
-from convrnn.neural.assembly import TrialData, trial_array
 from convrnn.neural.checkpoint import LoadedModel
 from convrnn.neural.checks import check_data, check_flags, check_steps, check_user_files, choose_strata
 from convrnn.neural.config import FitConfig, FitResult
@@ -61,6 +60,7 @@ from convrnn.neural.splits import make_splits, train_count
 from convrnn.neural.stimuli import load_stimulus_set
 from convrnn.neural.summarise import ScoringResult, add_nayebi, mark_best
 from convrnn.neural.synthetic import SyntheticRecordings, write_pca_images
+from convrnn.neural.trials import TrialData, trial_array
 from convrnn.threads import torch_threads
 
 # FitConfig, FitResult, resolve_areas, smallest_input_size: re-exported from their homes for older imports

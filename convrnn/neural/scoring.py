@@ -38,7 +38,6 @@ import torch
 import xarray as xr
 
 from .areas import NAYEBI_AREAS, area_masks, default_bin_steps
-from .assembly import TrialData, check_trials, trial_array
 from .features import ArrayFeatures, FeatureSource, MemmapFeatures
 from .fit import fit_layers
 from .metrics import CEILING_MISSING, CONVENTIONS
@@ -54,6 +53,7 @@ from .summarise import (
     time_average,
 )
 from .tensors import resolve_device
+from .trials import TrialData, check_trials, trial_array
 
 __all__ = [
     "DEFAULT_MIN_CEILING",

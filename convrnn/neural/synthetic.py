@@ -60,8 +60,9 @@ import xarray as xr
 
 from convrnn.data.synthetic_objects import SyntheticObjects
 from convrnn.neural.areas import NAYEBI_AREAS, default_bin_steps
-from convrnn.neural.assembly import from_arrays, load_assembly, save_assembly
+from convrnn.neural.assembly import load_assembly, save_assembly
 from convrnn.neural.features import MemmapFeatures, extract_features
+from convrnn.neural.plain import from_arrays
 from convrnn.neural.stimuli import load_stimulus_set
 from convrnn.threads import torch_threads
 
