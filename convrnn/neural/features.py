@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from numpy.lib.format import open_memmap
-from tqdm.auto import tqdm
 
 from convrnn.graph.model import ConvRNN
 from convrnn.io import atomic_open, atomic_write_text
@@ -162,26 +161,27 @@ def _check_layers(model: ConvRNN, layers: Sequence[str]) -> None:
 def fit_pca(model: ConvRNN, paths: Sequence[str | os.PathLike], layers: Sequence[str], n_components: int, *,
             times: int = 26, image_off: int | None = 10, batch_size: int = 32,
             device: str | torch.device = "cpu", mean: Sequence[float] = IMAGENET_MEAN,
-            std: Sequence[float] = IMAGENET_STD, threads: int | None = 1, progress: bool = True) -> PCA:
+            std: Sequence[float] = IMAGENET_STD, threads: int | None = 1,
+            progress: Callable[[int], None] | None = None) -> PCA:
     """Per layer, a PCA ``(mean [D], components [D, k])`` fit on a *separate* image set (Brain-Score's convention).
 
     The fit pools the layer's image-driven steps (t >= its first image step), so one basis serves every step.
     Layers with at most ``n_components`` units are left out (used unprojected, as Brain-Score skips them). It holds
     the PCA set's features of one layer in memory: keep that set modest (Brain-Score uses 1,000 images).
-    ``threads``: torch threads for the model runs (see :func:`torch_threads`).
+    ``threads``: torch threads for the model runs (see :func:`convrnn.threads.torch_threads`). ``progress(n)`` is
+    called after each batch of ``n`` images (the caller draws any bar).
     """
     _check_layers(model, layers)
     model.eval().to(device)
     pooled: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-    bar = tqdm(total=len(paths), desc="pca images", unit="img", disable=not progress)
     with torch_threads(threads):
         for batch in image_batches(paths, model.input_size, batch_size, mean, std):
             out = model(batch.to(device), times=times, image_off=image_off, return_features=list(layers))
             for layer in layers:
                 for t in range(model.first_image_step(layer), times):
                     pooled[layer].append(_flat(out.features[layer][t]))
-            bar.update(len(batch))
-    bar.close()
+            if progress is not None:
+                progress(len(batch))
     result: PCA = {}
     for layer in layers:
         X = torch.from_numpy(np.concatenate(pooled.pop(layer))).double()
@@ -223,15 +223,16 @@ def extract_features(model: ConvRNN, image_paths: Sequence[str | os.PathLike], s
                      image_off: int | None = 10, steps: Sequence[int] | None = None, batch_size: int = 32,
                      device: str | torch.device = "cpu", pca: PCA | None = None,
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                     threads: int | None = 1, progress: bool = True) -> MemmapFeatures:
+                     threads: int | None = 1, progress: Callable[[int], None] | None = None) -> MemmapFeatures:
     """Run ``model`` on the stimuli with the neural presentation and store every (layer, step) on disk.
 
     Defaults: T = 26 steps, the image for 10 steps then blank (the 100 ms on / gray protocol).
     ``steps`` keeps only those steps (default all ``times``). ``pca`` (from :func:`fit_pca`) projects each layer
     it covers onto its k components before writing. Feature files of an earlier run in ``out_dir`` are removed
-    first. ``threads``: torch threads for the model runs (default 1, see :func:`torch_threads`; None keeps torch's
-    setting, e.g. for a GPU or an idle many-core machine). Returns the :class:`MemmapFeatures` view (rows in
-    ``stimulus_ids`` order).
+    first. ``threads``: torch threads for the model runs (default 1, see :func:`convrnn.threads.torch_threads`; None
+    keeps torch's setting, e.g. for a GPU or an idle many-core machine). ``progress(n)`` is called after each batch
+    of ``n`` images (the caller draws any bar, e.g. ``tqdm(...).update``). Returns the :class:`MemmapFeatures` view
+    (rows in ``stimulus_ids`` order).
     """
     if len(image_paths) != len(stimulus_ids):
         raise ValueError(f"{len(image_paths)} images but {len(stimulus_ids)} stimulus ids")
@@ -249,7 +250,6 @@ def extract_features(model: ConvRNN, image_paths: Sequence[str | os.PathLike], s
     n = len(image_paths)
     arrays: dict[tuple[str, int], np.memmap] = {}
     position = 0
-    bar = tqdm(total=n, desc="features", unit="img", disable=not progress)
     for batch in image_batches(image_paths, model.input_size, batch_size, mean, std):
         with torch_threads(threads):
             out = model(batch.to(device), times=times, image_off=image_off, return_features=list(layers))
@@ -267,8 +267,8 @@ def extract_features(model: ConvRNN, image_paths: Sequence[str | os.PathLike], s
                 arrays[key][position:position + len(rows)] = rows
         del out
         position += len(batch)
-        bar.update(len(batch))
-    bar.close()
+        if progress is not None:
+            progress(len(batch))
     for (layer, t), array in list(arrays.items()):
         array.flush()
         del arrays[(layer, t)], array

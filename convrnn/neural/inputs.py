@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -69,19 +70,20 @@ def synthetic_plan(config: FitConfig) -> tuple[SyntheticConfig, Path]:
     return config.synthetic or SyntheticConfig(), root
 
 
-def load_data(config: FitConfig, synthetic_root: Path | None
+def load_data(config: FitConfig, synthetic_root: Path | None, progress: Callable[[int], None] | None = None
               ) -> tuple[xr.DataArray, pd.DataFrame, SyntheticRecordings | None]:
     """(responses, stimulus set, synthetic recordings or None) of ``config.data``.
 
     ``synthetic_root`` (from :func:`synthetic_plan`) set: the synthetic recordings there, generated on first use.
     Else a plain responses array (:data:`PLAIN_SUFFIXES`) or a brainio assembly, each merged with the stimulus
-    set. Run after the checks: this is the step that may take minutes.
+    set. Run after the checks: this is the step that may take minutes. ``progress(n)``: called as the synthetic
+    data's teacher runs on each batch of ``n`` images (the caller draws any bar).
     """
     if synthetic_root is not None:
         if config.synthetic is None and (synthetic_root / PARAMS_FILE).exists():
             rec = load_synthetic(synthetic_root)
         else:
-            rec = generate(synthetic_root, config.synthetic or SyntheticConfig(), progress=config.progress)
+            rec = generate(synthetic_root, config.synthetic or SyntheticConfig(), progress=progress)
         return rec.assembly, rec.stimulus_set, rec
     path = Path(config.data)
     stimuli = load_stimulus_set(config.stimuli, config.stimuli_images)

@@ -33,10 +33,11 @@ feature files, PCA images and synthetic data it made.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,8 @@ def _run(config: FitConfig) -> FitResult:
     made_features = False
     try:
         t0 = time.perf_counter()
-        assembly, stimuli, synthetic = load_data(config, synthetic_root)
+        with _bar(config, None, "synthetic data (teacher)", "img") as progress:
+            assembly, stimuli, synthetic = load_data(config, synthetic_root, progress)
         td = assembly if isinstance(assembly, TrialData) else trial_array(assembly)
         areas, steps, paths = check_data(td, stimuli, config)
         timings["data_s"] = time.perf_counter() - t0
@@ -124,17 +126,20 @@ def _run(config: FitConfig) -> FitResult:
                 pca_csv = write_pca_images(out / "pca_images", synthetic.config,
                                            split_seed=synthetic.config.split_seed + 1)
                 pca_paths = load_stimulus_set(pca_csv)["image_path"].tolist()
-            pca = fit_pca(model, pca_paths, layers, config.pca, times=config.times, image_off=config.image_off,
-                          batch_size=config.batch_size, device=config.device, mean=loaded.mean, std=loaded.std,
-                          threads=config.model_threads, progress=config.progress)
+            with _bar(config, len(pca_paths), "pca images", "img") as progress:
+                pca = fit_pca(model, pca_paths, layers, config.pca, times=config.times, image_off=config.image_off,
+                              batch_size=config.batch_size, device=config.device, mean=loaded.mean, std=loaded.std,
+                              threads=config.model_threads, progress=progress)
         timings["pca_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         made_features = True
-        features = extract_features(model, paths, list(td.stimulus_ids), layers, feature_dir, times=config.times,
-                                    image_off=config.image_off, steps=sorted(set(steps)),
-                                    batch_size=config.batch_size, device=config.device, pca=pca, mean=loaded.mean,
-                                    std=loaded.std, threads=config.model_threads, progress=config.progress)
+        with _bar(config, len(paths), "features", "img") as progress:
+            features = extract_features(model, paths, list(td.stimulus_ids), layers, feature_dir,
+                                        times=config.times, image_off=config.image_off, steps=sorted(set(steps)),
+                                        batch_size=config.batch_size, device=config.device, pca=pca,
+                                        mean=loaded.mean, std=loaded.std, threads=config.model_threads,
+                                        progress=progress)
         timings["features_s"] = time.perf_counter() - t0
         result = _score_and_write(config, features, td, layers, areas, steps, loaded, synthetic, timings, t_all)
         del features
@@ -147,6 +152,32 @@ def _run(config: FitConfig) -> FitResult:
     if not config.keep_features:
         _remove(feature_dir)
     return result
+
+
+@contextlib.contextmanager
+def _bar(config: FitConfig, total: int | None, desc: str, unit: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar (hidden with ``--no-progress``) whose ``update`` is the stage's ``progress`` callback.
+
+    With ``total=None`` (work that may not happen, e.g. synthetic data that already exist) the bar appears only at
+    the first update.
+    """
+    bars: list[Any] = []
+
+    def start() -> Any:
+        bars.append(tqdm(total=total, desc=desc, unit=unit, disable=not config.progress))
+        return bars[0]
+
+    if total is not None:
+        start()
+
+    def update(n: int) -> None:
+        (bars[0] if bars else start()).update(n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _remove(path: Path) -> None:

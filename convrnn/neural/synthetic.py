@@ -48,7 +48,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,7 +363,7 @@ def write_pca_images(out_dir: str | os.PathLike, config: SyntheticConfig | None 
 
 
 def _teacher_features(config: SyntheticConfig, stimuli: pd.DataFrame, sites: pd.DataFrame, out_dir: Path,
-                      progress: bool) -> Any:
+                      progress: Callable[[int], None] | None) -> Any:
     """The teacher's features of the bins' steps for the sites' layers, through the models' own image loader."""
     layers = sorted(pd.unique(sites["teacher_layer"]), key=lambda name: (len(name), name))
     return extract_features(build_teacher(config), stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist(),
@@ -372,7 +372,8 @@ def _teacher_features(config: SyntheticConfig, stimuli: pd.DataFrame, sites: pd.
 
 
 def generate(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, *, overwrite: bool = False,
-             keep_teacher_features: bool = False, progress: bool = True) -> SyntheticRecordings:
+             keep_teacher_features: bool = False,
+             progress: Callable[[int], None] | None = None) -> SyntheticRecordings:
     """Write (or reuse) the synthetic dataset in ``out_dir`` and return it with its ground truth.
 
     Layout: ``assy_convrnn_SyntheticVentral10ms.nc`` (brainio assembly), ``stimuli/stimulus_set.csv`` + PNGs,
@@ -380,7 +381,8 @@ def generate(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, 
     that is renamed into place, so ``out_dir`` is either absent or complete. If ``out_dir`` already holds a
     dataset with the same config it is loaded, not rewritten; another config raises unless ``overwrite``.
     ``keep_teacher_features`` keeps the teacher's features of the bins' steps in ``teacher_features/`` (a
-    :class:`MemmapFeatures` folder, see :meth:`SyntheticRecordings.teacher_features`).
+    :class:`MemmapFeatures` folder, see :meth:`SyntheticRecordings.teacher_features`). ``progress(n)`` is called
+    as the teacher runs on each batch of ``n`` images (the caller draws any bar).
     """
     config = config or SyntheticConfig()
     out = Path(out_dir)

@@ -37,7 +37,7 @@ from pathlib import Path
 from convrnn.neural import load_assembly, save_assembly
 from convrnn.neural.synthetic import SyntheticConfig, generate
 root = Path(sys.argv[1])
-rec = generate(root / "synthetic", SyntheticConfig(images_per_object_per_level=1), progress=False)
+rec = generate(root / "synthetic", SyntheticConfig(images_per_object_per_level=1))
 assembly = load_assembly(rec.assembly_path)
 bins = sorted(set(assembly["time_bin_start"].values.tolist()))[:{N_BINS}]
 reps = list(range({N_REPS}))

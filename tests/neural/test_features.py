@@ -38,7 +38,7 @@ def test_memmap_files_equal_in_memory_features(model: convrnn.ConvRNN, stimuli: 
                                                tmp_path: Path) -> None:
     paths, ids = stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist()
     # batch 4 over 10 images: three batches, the last one short
-    disk = extract_features(model, paths, ids, LAYERS, tmp_path, batch_size=4, progress=False)
+    disk = extract_features(model, paths, ids, LAYERS, tmp_path, batch_size=4)
     images = torch.stack([image_tensor(p, 32) for p in paths])
     with torch.no_grad():
         out = model(images, times=26, image_off=10, return_features=LAYERS)
@@ -55,14 +55,14 @@ def test_memmap_files_equal_in_memory_features(model: convrnn.ConvRNN, stimuli: 
 
 def test_step_subset_and_stale_files_removed(model: convrnn.ConvRNN, stimuli: pd.DataFrame, tmp_path: Path) -> None:
     paths, ids = stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist()
-    extract_features(model, paths, ids, LAYERS, tmp_path, steps=[3, 4], progress=False)
-    again = extract_features(model, paths[:6], ids[:6], ["conv5"], tmp_path, steps=[7, 25], progress=False)
+    extract_features(model, paths, ids, LAYERS, tmp_path, steps=[3, 4])
+    again = extract_features(model, paths[:6], ids[:6], ["conv5"], tmp_path, steps=[7, 25])
     assert again.layers == ["conv5"] and list(again.steps("conv5")) == [7, 25]
     assert again.get("conv5", 7).shape[0] == 6
     with pytest.raises(ValueError, match="outside"):
-        extract_features(model, paths, ids, ["conv5"], tmp_path, steps=[26], progress=False)
+        extract_features(model, paths, ids, ["conv5"], tmp_path, steps=[26])
     with pytest.raises(ValueError, match="unknown layer"):
-        extract_features(model, paths, ids, ["conv99"], tmp_path, progress=False)
+        extract_features(model, paths, ids, ["conv99"], tmp_path)
 
 
 def test_interrupted_run_leaves_only_partial_files(model: convrnn.ConvRNN, stimuli: pd.DataFrame, tmp_path: Path,
@@ -79,7 +79,7 @@ def test_interrupted_run_leaves_only_partial_files(model: convrnn.ConvRNN, stimu
     monkeypatch.setattr(type(model), "forward", failing)
     with pytest.raises(KeyboardInterrupt):
         extract_features(model, stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist(), LAYERS, tmp_path,
-                         batch_size=4, progress=False)
+                         batch_size=4)
     assert calls["n"] == 2
     assert not list(tmp_path.rglob("step_*.npy"))
     assert len(list(tmp_path.rglob("step_*.npy.partial"))) == len(LAYERS) * 26
@@ -88,15 +88,15 @@ def test_interrupted_run_leaves_only_partial_files(model: convrnn.ConvRNN, stimu
 
 def test_pca_projection(model: convrnn.ConvRNN, stimuli: pd.DataFrame, tmp_path: Path) -> None:
     paths, ids = stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist()
-    pca = fit_pca(model, paths[5:], ["conv2", "conv8"], 8, batch_size=5, progress=False)
+    pca = fit_pca(model, paths[5:], ["conv2", "conv8"], 8, batch_size=5)
     assert set(pca) == {"conv2", "conv8"}
     center, components = pca["conv2"]
     assert components.shape == (center.shape[0], 8)
     np.testing.assert_allclose(components.T @ components, np.eye(8), atol=1e-4)  # orthonormal axes
-    few = fit_pca(model, paths[5:], ["conv8"], 10_000, progress=False)
+    few = fit_pca(model, paths[5:], ["conv8"], 10_000)
     assert few == {}  # a layer with no more units than components stays unprojected
-    disk = extract_features(model, paths[:5], ids[:5], ["conv2"], tmp_path, pca=pca, steps=[5], progress=False)
-    raw = extract_features(model, paths[:5], ids[:5], ["conv2"], tmp_path / "raw", steps=[5], progress=False)
+    disk = extract_features(model, paths[:5], ids[:5], ["conv2"], tmp_path, pca=pca, steps=[5])
+    raw = extract_features(model, paths[:5], ids[:5], ["conv2"], tmp_path / "raw", steps=[5])
     expected = (torch.from_numpy(np.array(raw.get("conv2", 5))) - center) @ components
     assert disk.get("conv2", 5).shape == (5, 8)
     np.testing.assert_allclose(disk.get("conv2", 5), expected.numpy(), rtol=1e-4, atol=1e-5)
@@ -121,7 +121,18 @@ def test_load_image_from_zip_equals_folder(stimuli: pd.DataFrame, tmp_path: Path
 
 def test_memmap_source_reads_what_was_written(model: convrnn.ConvRNN, stimuli: pd.DataFrame, tmp_path: Path) -> None:
     extract_features(model, stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist(), ["conv8"], tmp_path,
-                     steps=[12], progress=False)
+                     steps=[12])
     reopened = MemmapFeatures(tmp_path)
     assert reopened.layers == ["conv8"] and list(reopened.steps("conv8")) == [12]
     assert reopened.get("conv8", 12).shape[0] == len(stimuli)
+
+
+def test_progress_callback_counts_images(model: convrnn.ConvRNN, stimuli: pd.DataFrame, tmp_path: Path) -> None:
+    """``progress(n)`` is called once per batch with its image count; the caller (the pipeline) draws the bar."""
+    paths, ids = stimuli["image_path"].tolist(), stimuli["stimulus_id"].tolist()
+    calls: list[int] = []
+    extract_features(model, paths, ids, ["conv2"], tmp_path, steps=[5], batch_size=4, progress=calls.append)
+    assert calls == [4, 4, 2]
+    calls.clear()
+    fit_pca(model, paths, ["conv2"], 3, batch_size=6, progress=calls.append)
+    assert calls == [6, 4]

@@ -40,7 +40,7 @@ def _cli() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> SyntheticRecordings:
-    return generate(tmp_path_factory.mktemp("tiny") / "data", TINY, progress=False)
+    return generate(tmp_path_factory.mktemp("tiny") / "data", TINY)
 
 
 def test_cli_end_to_end_with_the_teacher(tiny: SyntheticRecordings, tmp_path: Path) -> None:

@@ -37,8 +37,7 @@ SMALL = SyntheticConfig(input_size=32, n_categories=4, objects_per_category=4, i
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory: pytest.TempPathFactory) -> SyntheticRecordings:
-    return generate(tmp_path_factory.mktemp("synthetic") / "data", SMALL, keep_teacher_features=True,
-                    progress=False)
+    return generate(tmp_path_factory.mktemp("synthetic") / "data", SMALL, keep_teacher_features=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +55,7 @@ def test_kept_teacher_features_are_the_teacher_on_the_pngs(rec: SyntheticRecordi
     """Re-running the teacher through ``extract_features`` on the written PNGs gives the same arrays."""
     table = rec.stimulus_set.iloc[:12]
     again = extract_features(build_teacher(rec.config), table["image_path"].tolist(),
-                             table["stimulus_id"].tolist(), ["conv10"], tmp_path, steps=[9, 20], progress=False)
+                             table["stimulus_id"].tolist(), ["conv10"], tmp_path, steps=[9, 20])
     kept = rec.teacher_features()
     assert kept is not None
     rows = [list(kept.stimulus_ids).index(s) for s in table["stimulus_id"]]
@@ -99,12 +98,12 @@ def test_written_assembly_and_stimulus_set(rec: SyntheticRecordings) -> None:
 
 def test_reuse_and_refusal(rec: SyntheticRecordings) -> None:
     mtime = rec.assembly_path.stat().st_mtime_ns
-    again = generate(rec.root, rec.config, progress=False)
+    again = generate(rec.root, rec.config)
     assert rec.assembly_path.stat().st_mtime_ns == mtime  # loaded, not rewritten
     np.testing.assert_array_equal(again.site_ceiling, rec.site_ceiling)
     assert again.sites.equals(load_synthetic(rec.root).sites)
     with pytest.raises(FileExistsError, match="another config"):
-        generate(rec.root, replace(rec.config, noise_seed=1), progress=False)
+        generate(rec.root, replace(rec.config, noise_seed=1))
 
 
 def test_ground_truth_exposed(rec: SyntheticRecordings) -> None:
