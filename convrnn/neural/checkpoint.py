@@ -30,7 +30,7 @@ from convrnn.errors import UserError
 from convrnn.graph.model import ConvRNN
 from convrnn.presentation import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["LoadedModel", "load_checkpoint", "load_model", "load_state_dict", "read_checkpoint"]
+__all__ = ["LoadedModel", "build_seeded", "load_checkpoint", "load_model", "load_state_dict", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,18 @@ class LoadedModel:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def build_seeded(spec: str | os.PathLike, seed: int, **overrides: Any) -> ConvRNN:
+    """The zoo model or YAML graph ``spec`` with random weights from ``torch.manual_seed(seed)``, in eval mode.
+
+    Why one helper: an untrained model (``--seed``) and the synthetic data's teacher must both be reproducible from
+    their seed without touching the caller's global RNG (it runs inside ``fork_rng``).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = convrnn.build_model(str(spec), **overrides)
+    return model.eval()
 
 
 def load_state_dict(model: ConvRNN, source: str | os.PathLike | Mapping[str, Any], *, trusted: bool = False) -> None:
@@ -97,8 +109,9 @@ def load_model(spec: str | os.PathLike, *, weights: str | os.PathLike | None = N
     (``.ckpt``/``.pt``/``.pth`` from ``train.py``), a YAML graph or a zoo name.
 
     Zoo/YAML models are built with ``input_size`` (default 224), ``width_multiplier`` (default 1) and random
-    weights from ``torch.manual_seed(seed)`` (the global RNG is left untouched), then ``weights`` are loaded
-    when given.
+    weights from ``torch.manual_seed(seed)`` (:func:`build_seeded`; the global RNG is left untouched), then
+    ``weights`` are loaded when given. The one place that checks which options a kind takes: the teacher takes
+    none that differ from its config and a checkpoint no ``weights`` (:class:`UserError` naming the flag).
     """
     text = str(spec)
     if text == "teacher":
@@ -107,7 +120,7 @@ def load_model(spec: str | os.PathLike, *, weights: str | os.PathLike | None = N
         config = teacher_config or SyntheticConfig()
         if weights is not None or input_size not in (None, config.input_size) or \
                 width_multiplier not in (None, config.width_multiplier):
-            raise ValueError("--model teacher is fixed by the synthetic config; drop --weights/--input-size/--width")
+            raise UserError("--model teacher is fixed by the synthetic config; drop --weights/--input-size/--width")
         return LoadedModel(build_teacher(config), "teacher", f"teacher:{config.teacher}",
                            info=dict(arch=config.teacher, input_size=config.input_size,
                                      width_multiplier=config.width_multiplier, seed=config.teacher_seed))
@@ -116,16 +129,15 @@ def load_model(spec: str | os.PathLike, *, weights: str | os.PathLike | None = N
         return _load_release(text[len(RELEASE_PREFIX):], weights, input_size)
     if is_checkpoint_path(path):
         if weights is not None:
-            raise UserError("a checkpoint carries its own weights; --weights is for zoo/YAML/release: models")
+            raise UserError("--weights: a checkpoint carries its own weights; --weights is for zoo/YAML/release: "
+                            "models")
         return load_checkpoint(path, input_size=input_size, trusted=trusted)
     kind = "yaml" if path.suffix in (".yaml", ".yml") else "zoo"
     overrides: dict[str, Any] = {"presentation": "neural"}
     overrides["input_size"] = int(input_size) if input_size is not None else 224
     if width_multiplier is not None:
         overrides["width_multiplier"] = float(width_multiplier)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = convrnn.build_model(text, **overrides)
+    model = build_seeded(text, seed, **overrides)
     info: dict[str, Any] = dict(arch=model.name, overrides=overrides, seed=seed, weights=None)
     if weights is not None:
         load_state_dict(model, weights, trusted=trusted)

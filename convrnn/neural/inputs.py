@@ -157,15 +157,11 @@ def load_model_for(config: FitConfig, synthetic: SyntheticConfig | None) -> Load
     if kind == "teacher":
         if synthetic is None:
             raise UserError("--model teacher only makes sense with --data synthetic")
-        if config.weights is not None or input_size not in (None, synthetic.input_size) or \
-                width not in (None, synthetic.width_multiplier):
-            raise UserError("--model teacher is fixed by the synthetic config; drop --weights/--input-size/--width")
-        return load_model(spec, teacher_config=synthetic)
-    if config.weights is not None and kind in ("checkpoint", "zoo", "yaml"):
-        if kind == "checkpoint":
-            raise UserError("--weights: a checkpoint carries its own weights; --weights is for zoo/YAML models")
-        if not Path(config.weights).is_file():
-            raise UserError(f"--weights: {config.weights} does not exist")
+        # load_model checks that no flag contradicts the synthetic config (one place, also for other callers)
+        return load_model(spec, weights=config.weights, input_size=input_size, width_multiplier=width,
+                          teacher_config=synthetic)
+    if config.weights is not None and kind in ("zoo", "yaml") and not Path(config.weights).is_file():
+        raise UserError(f"--weights: {config.weights} does not exist")  # a checkpoint's --weights: load_model
     if kind in ("zoo", "yaml"):
         default = synthetic.input_size if synthetic is not None else 224
         if synthetic is not None and width is None:

@@ -61,6 +61,7 @@ import xarray as xr
 from convrnn.data.synthetic_objects import SyntheticObjects
 from convrnn.neural.areas import NAYEBI_AREAS, default_bin_steps
 from convrnn.neural.assembly import load_assembly, save_assembly
+from convrnn.neural.checkpoint import build_seeded
 from convrnn.neural.features import MemmapFeatures, extract_features
 from convrnn.neural.plain import from_arrays
 from convrnn.neural.stimuli import load_stimulus_set
@@ -258,14 +259,9 @@ class SyntheticRecordings:
 
 def build_teacher(config: SyntheticConfig | None = None) -> torch.nn.Module:
     """The hidden teacher ConvRNN: a zoo model with weights fixed by ``teacher_seed`` (global RNG untouched)."""
-    import convrnn
-
     config = config or SyntheticConfig()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.teacher_seed)
-        model = convrnn.build_model(config.teacher, input_size=config.input_size,
-                                    width_multiplier=config.width_multiplier, presentation="neural")
-    return model.eval()
+    return build_seeded(config.teacher, config.teacher_seed, input_size=config.input_size,
+                        width_multiplier=config.width_multiplier, presentation="neural")
 
 
 # ----------------------------------------------------------------------------------------------------------------

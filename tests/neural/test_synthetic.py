@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from convrnn.errors import UserError
 from convrnn.neural import (
     ArrayFeatures,
     load_assembly,
@@ -18,6 +20,7 @@ from convrnn.neural import (
     split_half_ceiling,
     trial_array,
 )
+from convrnn.neural.checkpoint import build_seeded, load_model
 from convrnn.neural.features import extract_features
 from convrnn.neural.synthetic import (
     ASSEMBLY_IDENTIFIER,
@@ -180,3 +183,26 @@ def test_pca_images_are_a_different_set(rec: SyntheticRecordings, tmp_path: Path
 def test_config_validation(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         SyntheticConfig(**kwargs)
+
+
+def test_teacher_is_the_seeded_build_and_the_global_rng_is_untouched() -> None:
+    """build_teacher and untrained zoo models share one seeded build; neither draws from the caller's RNG."""
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    teacher = build_teacher(SMALL)
+    assert torch.equal(torch.rand(3), expected)
+    same = build_seeded(SMALL.teacher, SMALL.teacher_seed, input_size=SMALL.input_size,
+                        width_multiplier=SMALL.width_multiplier, presentation="neural")
+    assert not same.training
+    assert all(torch.equal(v, same.state_dict()[k]) for k, v in teacher.state_dict().items())
+
+
+def test_model_option_checks_are_user_errors(tmp_path: Path) -> None:
+    """load_model is the one place that checks the teacher's and a checkpoint's options, as UserErrors."""
+    with pytest.raises(UserError, match="--model teacher is fixed by the synthetic config"):
+        load_model("teacher", weights=tmp_path / "w.pt", teacher_config=SMALL)
+    with pytest.raises(UserError, match="--model teacher is fixed by the synthetic config"):
+        load_model("teacher", width_multiplier=1.0, teacher_config=SMALL)
+    with pytest.raises(UserError, match="--weights: a checkpoint carries its own weights"):
+        load_model(tmp_path / "model.ckpt", weights=tmp_path / "w.pt")
