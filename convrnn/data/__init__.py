@@ -17,7 +17,7 @@ _LAZY = {
     "read_index": "convrnn.data.index",
     "ShardDataModule": "convrnn.data.datamodule",
     "ValSampleCountCheck": "convrnn.data.val_check",
-    "SkippedSamplesLogger": "convrnn.data.skips",
+    "SkippedSamplesLogger": "convrnn.data.skip_metrics",
     "resolve_shards": "convrnn.data.shard_list",
     "TrainTransform": "convrnn.data.transforms",
     "ValTransform": "convrnn.data.transforms",

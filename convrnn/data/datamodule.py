@@ -29,7 +29,7 @@ skipped. A damaged shard (cut inside a member, cut at a member boundary, unreada
 and the samples it lacks (its count in ``dataset.json`` minus what was read) are counted as lost; the shard is
 named in a warning. The worker attaches these counts to each batch it makes; the loaders strip them off and
 add them up in the main process (``train_skips`` / ``val_skips``), so they are exact with any number of
-workers. :class:`~convrnn.data.skips.SkippedSamplesLogger` logs them as metrics. A missing or empty shard, an
+workers. :class:`~convrnn.data.skip_metrics.SkippedSamplesLogger` logs them as metrics. A missing or empty shard, an
 empty shard list or a bad argument is a :class:`~convrnn.errors.UserConfigError` naming the config key
 (``data.val_shards``) and the path or value, raised before any data is read.
 

@@ -29,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 
 from convrnn.checkpoint import read_checkpoint
-from convrnn.data.skips import SkippedSamplesLogger
+from convrnn.data.skip_metrics import SkippedSamplesLogger
 from convrnn.errors import UserConfigError, UserError
 from convrnn.training.callbacks import DistributedAudit, FiniteModelCheckpoint, TrainSpeedMonitor
 from convrnn.training.data import TrainingDataModule

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from convrnn.data.datamodule import ShardDataModule
 from convrnn.data.imagenet import convert_imagenet
 from convrnn.data.index import read_index
-from convrnn.data.skips import SkippedSamplesLogger
+from convrnn.data.skip_metrics import SkippedSamplesLogger
 from convrnn.data.val_check import ValSampleCountCheck
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
@@ -288,7 +288,7 @@ import lightning.pytorch as pl
 import torch
 from convrnn.data.datamodule import ShardDataModule
 from convrnn.data.val_check import ValSampleCountCheck
-from convrnn.data.skips import SkippedSamplesLogger
+from convrnn.data.skip_metrics import SkippedSamplesLogger
 
 warnings.simplefilter("ignore")
 
