@@ -67,21 +67,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Ite
     Readers never see a partial file: either the old one, the new one, or none. On error the temp file is
     removed; after a hard kill it stays as ``.NAME.tmp.*`` (writers that resume clean those up).
     """
-    final = Path(path)
-    tmp = temp_path(final)
-    f = open(tmp, mode, **kwargs)  # noqa: SIM115 (closed below on every path)
-    try:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
-    except BaseException:
-        f.close()
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:

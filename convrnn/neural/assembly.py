@@ -168,7 +168,8 @@ def load_assembly(
 
     * Accepts the data variable ``data`` (current writer) or ``__xarray_dataarray_variable__`` (legacy).
     * Legacy ``image_id`` is copied into ``stimulus_id``.
-    * Time bins are checked (non-empty, unique, non-overlapping; any order: :func:`trial_array` sorts them).
+    * Time bins are checked (non-empty, unique, non-overlapping; any order:
+      :func:`convrnn.neural.trials.trial_array` sorts them).
     * A file h5netcdf cannot open (truncated, not HDF5) raises :class:`UserError` naming it.
     * ``stimulus_set`` (from :func:`convrnn.neural.load_stimulus_set`) is left-joined onto ``presentation`` by
       ``stimulus_id``; ids missing from it raise ``KeyError``.

@@ -108,7 +108,7 @@ def check_data(td: TrialData, stimuli: pd.DataFrame, config: FitConfig) -> tuple
                                                                                  list[int], list[str]]:
     """Everything scoring would find wrong with the data, found right after loading: (areas, steps, image paths).
 
-    The trials (:func:`convrnn.neural.assembly.check_trials`), the areas (``--regions``), the bins' steps, the
+    The trials (:func:`convrnn.neural.trials.check_trials`), the areas (``--regions``), the bins' steps, the
     stimuli and the PLS components against the training stimuli of a split; the run creates ``out`` only after.
     """
     if td.bins is None:

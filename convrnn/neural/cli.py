@@ -132,17 +132,26 @@ class _SyntheticImages(argparse.Action):
 _RENAMED = {"--synthetic-images": "--synthetic.images_per_object_per_level"}
 
 
+#: the flags that set ``mapping`` (``--shared`` and ``--weights-per-bin`` are aliases): at most one per command
+_MAPPING_FLAGS = frozenset({"--mapping", "--shared", "--weights-per-bin"})
+
+
 class _Parser(ArgumentParser):
     """The command's parser: old flags that set a nested field are renamed to it (see :data:`_RENAMED`) first."""
 
     def parse_args(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Namespace:
         argv = list(sys.argv[1:] if args is None else args)
+        given = set()
         for i, arg in enumerate(argv):
             if arg == "--":
                 break
             name, eq, value = arg.partition("=")
+            given.add(name)
             if name in _RENAMED:
                 argv[i] = _RENAMED[name] + eq + value
+        both = sorted(given & _MAPPING_FLAGS)
+        if "--mapping" in both and len(both) > 1:  # jsonargparse cannot put a typed flag in an exclusive group
+            self.error(f"{' and '.join(both)} both set the regression mapping: give one")
         return super().parse_args(argv, *rest, **kwargs)
 
 

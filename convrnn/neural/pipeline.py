@@ -308,11 +308,8 @@ def _nayebi_scores(features: Any, td: TrialData, best_of: Mapping[str, str], are
                    steps: Sequence[int], config: FitConfig, strata: str | None) -> pd.DataFrame:
     """Nayebi's r̃ of the best layers (:func:`convrnn.neural.fit.fit_nayebi`) on the evaluation splits; a tqdm bar
     follows its progress callback."""
-    bar = tqdm(total=len(best_of) * len(steps), desc="Nayebi r~", unit="bin", disable=not config.progress)
-    try:
+    with _bar(config, len(best_of) * len(steps), "Nayebi r~", "bin") as progress:
         return fit_nayebi(features, td.trials, list(td.stimulus_ids), best_of, area_masks(td.neuroids, areas), steps,
                           td.bins[:, 0], _evaluation_splits(td, config, strata), regression=config.regression,
                           n_components=config.n_components, n_seeds=config.nayebi_seeds, device=config.device,
-                          progress=bar.update)
-    finally:
-        bar.close()
+                          progress=progress)

@@ -78,7 +78,8 @@ def from_arrays(
     ``neuroid_id`` (plus e.g. ``region``, ``subregion``) or ids, default ``n0, n1, ...``. ``bins``: B+1 edges or
     B (start, end) pairs in ms, in any order (validated: non-empty, unique, non-overlapping; sorted by start here,
     the responses' bin axis with them). NaN entries are missing trials; they stay
-    NaN here and are averaged out by :func:`trial_array` / :func:`average_repetitions`.
+    NaN here and are averaged out by :func:`convrnn.neural.trials.trial_array` /
+    :func:`~convrnn.neural.trials.average_repetitions`.
     """
     data = np.asarray(responses)
     if data.ndim == 3:

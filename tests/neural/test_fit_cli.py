@@ -111,6 +111,17 @@ def test_weights_per_bin_is_a_deprecated_alias(capsys: pytest.CaptureFixture[str
     assert "--weights-per-bin" not in cli.FIELD_HELP["mapping"]
 
 
+@pytest.mark.parametrize("alias", ["--shared", "--weights-per-bin", "--weights-per-bin=x"])
+def test_mapping_and_an_alias_together_are_refused(alias: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--mapping X --shared`` would otherwise let the last flag win silently."""
+    for argv in (["--mapping", "per_bin", alias], [alias.split("=")[0], "--mapping=shared"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.build_parser().parse_args(["--out", "o", *argv])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "--mapping and " in err and alias.split("=")[0] in err and "give one" in err, err
+
+
 @pytest.mark.parametrize(("values", "key", "message"), [
     ({"n_components": "many"}, "n_components", "expected int, got 'many'"),
     ({"regression": "lasso"}, "regression", "expected one of 'pls', 'ridgecv', got 'lasso'"),
