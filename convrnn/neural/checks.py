@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import torch
 
 from convrnn.errors import UserError
 from convrnn.neural.areas import area_masks, default_bin_steps, resolve_areas
-from convrnn.neural.config import PLAIN_SUFFIXES, FitConfig
+from convrnn.neural.config import PLAIN_SUFFIXES, BinMapping, FitConfig, Regression, Splits
 from convrnn.neural.metrics import CEILING_MISSING, CONVENTIONS
 from convrnn.neural.splits import train_count
 from convrnn.neural.trials import TrialData, check_trials
@@ -35,12 +35,10 @@ def check_flags(config: FitConfig) -> None:
     """Flag values that need no file: checked first, in no time (before the model is built or a file read)."""
     if config.convention not in CONVENTIONS:
         raise UserError(f"--convention: unknown {config.convention!r}; choose from {sorted(CONVENTIONS)}")
-    if config.mapping not in ("per_bin", "shared"):
-        raise UserError(f"mapping must be 'per_bin' or 'shared', got {config.mapping!r}")
-    if config.regression not in ("pls", "ridgecv"):
-        raise UserError(f"--regression: unknown {config.regression!r}; use 'pls' or 'ridgecv'")
-    if config.splits not in ("brainscore", "nayebi"):
-        raise UserError(f"--splits: unknown {config.splits!r}; use 'brainscore' or 'nayebi'")
+    for flag, value, choices in (("--mapping", config.mapping, BinMapping), ("--regression", config.regression,
+                                  Regression), ("--splits", config.splits, Splits)):
+        if value not in get_args(choices):  # FitConfig built in Python: its Literal types are not enforced there
+            raise UserError(f"{flag}: unknown {value!r}; use one of {list(get_args(choices))}")
     if config.ceiling_missing is not None and config.ceiling_missing not in CEILING_MISSING:
         raise UserError(f"--ceiling-missing: unknown {config.ceiling_missing!r}; choose from "
                         f"{sorted(v.replace('_', '-') for v in CEILING_MISSING)}")

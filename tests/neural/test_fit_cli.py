@@ -173,3 +173,15 @@ def test_search_objective_uses_the_same_parser(tmp_path: Path, monkeypatch: pyte
     assert seen == [FitConfig(out=tmp_path / "neural", model=str(tmp_path / "last.ckpt"), n_components=3,
                               synthetic=SyntheticConfig(levels=(0, 6)),
                               synthetic_dir=str(tmp_path / "neural_data"), progress=False)]
+
+
+@pytest.mark.parametrize(("field", "flag"), [("mapping", "--mapping"), ("regression", "--regression"),
+                                             ("splits", "--splits")])
+def test_a_fitconfig_built_in_python_has_its_choices_checked(field: str, flag: str) -> None:
+    """Python callers bypass jsonargparse; the pre-flight check names the flag and lists the Literal's choices."""
+    from convrnn.errors import UserError
+    from convrnn.neural.checks import check_flags
+
+    with pytest.raises(UserError, match=f"^{flag}: unknown 'bogus'; use one of"):
+        check_flags(FitConfig(out=Path("o"), **{field: "bogus"}))
+    check_flags(FitConfig(out=Path("o")))
